@@ -1,0 +1,319 @@
+"""Site configuration: pydantic models for the ``tkg-gpu:`` stack settings, validated before any resource.
+
+Every key is written in camelCase in ``Pulumi.<stack>.yaml``; error messages use that spelling so an
+operator can find the key in the file. The vCenter password is a Pulumi secret and never enters these
+models.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from components import gpu_catalog
+from components.i18n import _
+
+NAMESPACE = "tkg-gpu"
+CONFIG_KEYS = ("site", "vcenter", "hosts", "gpu", "cluster", "edge", "tanzu")
+PASSWORD_KEY = "vcenterPassword"
+
+_GO_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+$")
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_HARDWARE_VERSION = re.compile(r"^vmx-(\d{2})$")
+
+
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+
+
+def duration_seconds(value: str) -> float:
+    """Convert a Go duration string such as ``1h30m`` to seconds."""
+    if not _GO_DURATION.match(value):
+        raise ValueError(f"{value!r} is not a Go duration string")
+
+    return sum(
+        float(number) * _DURATION_UNITS[unit]
+        for number, unit in re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", value)
+    )
+
+
+class ConfigError(ValueError):
+    """Invalid stack configuration; the message lists every problem found, one per line."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+def _check_go_duration(value: str | None) -> str | None:
+    if value is not None and not _GO_DURATION.match(value):
+        raise ValueError(
+            _("must be a Go duration string such as 40m or 1h (a bare number is not accepted)")
+        )
+
+    return value
+
+
+class SiteSettings(_Model):
+    name: str
+    kind: Literal["datacenter", "edge"] = "datacenter"
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_dns_label(cls, value: str) -> str:
+        if not _DNS_LABEL.match(value) or len(value) > 63:
+            raise ValueError(_("must be a lower-case DNS label such as edge-shanghai-01"))
+
+        return value
+
+
+class VCenterSettings(_Model):
+    server: str
+    """vCenter address, ``host`` or ``host:port``; port 443 when omitted."""
+    username: str
+    insecure: bool = False
+    """Skip TLS certificate verification; only for labs, pair it with ``thumbprint`` elsewhere."""
+    thumbprint: str | None = None
+    datacenter: str
+    compute_cluster: str
+    datastore: str
+    network: str
+    resource_pool: str
+    folder: str
+    template: str
+    """Inventory path or name of the GPU worker VM template (EFI firmware, vmx-17 or later)."""
+
+    @field_validator("server")
+    @classmethod
+    def _server_has_no_scheme(cls, value: str) -> str:
+        if "://" in value or "/" in value or not value.strip():
+            raise ValueError(_("must be a host name or host:port without a scheme or path, such as vcenter.example.com"))
+
+        return value.strip()
+
+    @field_validator("thumbprint")
+    @classmethod
+    def _thumbprint_is_sha1(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"([0-9A-Fa-f]{2}:){19}[0-9A-Fa-f]{2}", value):
+            raise ValueError(_("must be a SHA-1 thumbprint of 20 colon-separated hex bytes, such as 3A:1F:…:9C"))
+
+        return value
+
+    @model_validator(mode="after")
+    def _tls_is_verifiable(self) -> VCenterSettings:
+        if not self.insecure and self.thumbprint is None:
+            raise ValueError(
+                _("set vcenter.thumbprint to the vCenter certificate's SHA-1 thumbprint, or vcenter.insecure: true in a lab")
+            )
+
+        return self
+
+
+class GpuSettings(_Model):
+    """GPU selection: a catalogue model, one vendor:device pair, or an explicit device list per worker."""
+
+    model: str | None = None
+    vendor_device: str | None = None
+    """One ``0xVVVV:0xDDDD`` pair, for GPUs missing from the catalogue."""
+    memory_gb: int | None = Field(default=None, gt=0)
+    """GPU memory in GB; needed only for a ``vendorDevice`` that is not in the catalogue."""
+    per_worker: int = Field(default=1, ge=1, le=16)
+    worker_devices: list[str] | None = None
+    """Explicit ``VSPHERE_WORKER_PCI_DEVICES`` entries, one pair per GPU in each worker VM."""
+
+    @field_validator("model")
+    @classmethod
+    def _model_is_known(cls, value: str | None) -> str | None:
+        if value is not None and gpu_catalog.find_model(value) is None:
+            known = ", ".join(model.key for model in gpu_catalog.GPU_MODELS)
+            raise ValueError(_("unknown GPU model; accepted models: {known}").format(known=known))
+
+        return value
+
+    @field_validator("vendor_device")
+    @classmethod
+    def _vendor_device_is_pair(cls, value: str | None) -> str | None:
+        if value is not None:
+            _parse_pair_or_raise(value)
+
+        return value
+
+    @field_validator("worker_devices")
+    @classmethod
+    def _worker_devices_are_pairs(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            if not value:
+                raise ValueError(_("must list at least one 0xVVVV:0xDDDD pair"))
+            for item in value:
+                _parse_pair_or_raise(item)
+
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one_selection(self) -> GpuSettings:
+        chosen = [name for name in ("model", "vendor_device", "worker_devices") if getattr(self, name) is not None]
+        if len(chosen) != 1:
+            raise ValueError(
+                _("set exactly one of gpu.model, gpu.vendorDevice or gpu.workerDevices, for example gpu.model: A100-PCIE-80GB")
+            )
+
+        if self.worker_devices is not None and "per_worker" in self.model_fields_set:
+            raise ValueError(_("gpu.perWorker cannot be combined with gpu.workerDevices, which lists every GPU of a worker"))
+
+        return self
+
+    def worker_pairs(self) -> list[tuple[int, int]]:
+        """Return the vendor:device pair of every GPU in one worker VM, as unsigned IDs."""
+        if self.worker_devices is not None:
+            return [gpu_catalog.parse_pci_pair(item) for item in self.worker_devices]
+
+        if self.vendor_device is not None:
+            return [gpu_catalog.parse_pci_pair(self.vendor_device)] * self.per_worker
+
+        model = gpu_catalog.find_model(self.model or "")
+        assert model is not None, "validated by _model_is_known"
+
+        return [(gpu_catalog.NVIDIA_VENDOR_ID, model.device_ids[0])] * self.per_worker
+
+
+def _parse_pair_or_raise(text: str) -> None:
+    try:
+        gpu_catalog.parse_pci_pair(text)
+    except ValueError:
+        raise ValueError(
+            _("must be a vendor:device pair in hex, 0xVVVV:0xDDDD, such as 0x10DE:0x20B5")
+        ) from None
+
+
+class ClusterSettings(_Model):
+    name: str
+    namespace: str = "default"
+    plan: Literal["dev", "prod"] = "dev"
+    control_plane_endpoint: str | None = None
+    worker_count: int = Field(default=1, ge=1, le=100)
+    worker_cpus: int = Field(default=8, ge=2, le=768)
+    worker_memory_mib: int = Field(default=65536, ge=4096)
+    worker_disk_gib: int = Field(default=80, ge=20)
+    hardware_version: str = "vmx-17"
+    rollout_strategy: Literal["RollingUpdate", "OnDelete"] | None = None
+    """Worker rollout; when unset, OnDelete unless the site has a spare GPU for a surge VM."""
+    mmio_size_gb: int | None = None
+    """Override of ``pciPassthru.64bitMMIOSizeGB``; must be a power of two, no smaller than computed."""
+    os_name: str = "ubuntu"
+    os_version: str = "22.04"
+    os_arch: str = "amd64"
+
+    @field_validator("name", "namespace")
+    @classmethod
+    def _is_dns_label(cls, value: str) -> str:
+        if not _DNS_LABEL.match(value) or len(value) > 42:
+            raise ValueError(
+                _("must be a lower-case DNS label of at most 42 characters, such as gpu-wc-01")
+            )
+
+        return value
+
+    @field_validator("hardware_version")
+    @classmethod
+    def _hardware_version_format(cls, value: str) -> str:
+        if not _HARDWARE_VERSION.match(value):
+            raise ValueError(_("must be vmx-<N>, such as vmx-17"))
+
+        return value
+
+    @field_validator("mmio_size_gb")
+    @classmethod
+    def _mmio_is_power_of_two(cls, value: int | None) -> int | None:
+        if value is not None and (value <= 0 or value & (value - 1)):
+            raise ValueError(_("must be a power of two in GB, such as 256"))
+
+        return value
+
+
+class EdgeSettings(_Model):
+    """MachineHealthCheck timeouts, as Go duration strings."""
+
+    node_startup_timeout: str | None = None
+    mhc_false_status_timeout: str | None = None
+    mhc_unknown_status_timeout: str | None = None
+
+    _durations = field_validator(
+        "node_startup_timeout", "mhc_false_status_timeout", "mhc_unknown_status_timeout"
+    )(classmethod(lambda cls, value: _check_go_duration(value)))
+
+
+class TanzuSettings(_Model):
+    cli: str = "tanzu"
+    """Name on PATH or absolute path of the tanzu CLI."""
+    create_timeout: str = "30m"
+    delete_timeout: str = "30m"
+
+    _durations = field_validator("create_timeout", "delete_timeout")(
+        classmethod(lambda cls, value: _check_go_duration(value))
+    )
+
+
+# Edge defaults from the TKG edge workload-cluster procedure; datacentre sites keep TKG's own defaults.
+EDGE_DEFAULTS = {"node_startup_timeout": "60m", "mhc_false_status_timeout": "40m"}
+
+
+class SiteConfig(_Model):
+    site: SiteSettings
+    vcenter: VCenterSettings
+    hosts: list[str] = Field(min_length=1)
+    gpu: GpuSettings
+    cluster: ClusterSettings
+    edge: EdgeSettings = EdgeSettings()
+    tanzu: TanzuSettings = TanzuSettings()
+
+    @field_validator("hosts")
+    @classmethod
+    def _hosts_unique(cls, value: list[str]) -> list[str]:
+        duplicates = sorted({host for host in value if value.count(host) > 1})
+        if duplicates:
+            raise ValueError(_("lists a host more than once: {hosts}").format(hosts=", ".join(duplicates)))
+
+        return value
+
+    def edge_timeouts(self) -> dict[str, str]:
+        """Return the MachineHealthCheck timeouts to render, with edge defaults filled in at edge sites."""
+        values = self.edge.model_dump(exclude_none=True)
+        if self.site.kind == "edge":
+            values = {**EDGE_DEFAULTS, **values}
+
+        return values
+
+
+def format_validation_error(error: pydantic.ValidationError) -> str:
+    """Render pydantic errors as ``tkg-gpu:<key>: <problem> (value: …)`` lines in camelCase key spelling."""
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "missing":
+            message = _("missing required setting")
+        elif item["type"] == "extra_forbidden":
+            message = _("unknown setting; check the spelling against docs/configuration.md")
+        elif item["type"] == "literal_error":
+            message = _("invalid value; {detail}").format(detail=item["msg"])
+
+        value = item.get("input")
+        shown = "" if item["type"] == "missing" or isinstance(value, dict) else _(" (value: {value!r})").format(value=value)
+        prefix = f"{NAMESPACE}:{key}" if key else NAMESPACE
+        lines.append(f"{prefix}: {message}{shown}")
+
+    return "\n".join(lines)
+
+
+def parse_site_config(raw: dict[str, Any]) -> SiteConfig:
+    """Validate raw stack settings, raising ConfigError with one line per problem."""
+    try:
+        return SiteConfig.model_validate(raw)
+    except pydantic.ValidationError as error:
+        header = _("Invalid tkg-gpu stack configuration; nothing was changed:")
+        raise ConfigError(f"{header}\n{format_validation_error(error)}") from None

@@ -1,0 +1,70 @@
+"""TanzuWorkloadCluster: rendered configuration, then the cluster created through the tanzu CLI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+
+from components import tkg_variables
+from components.cluster_config import ClusterConfig, worker_spec
+from components.config import SiteConfig
+from components.gpu_profile import GpuProfile
+from components.tanzu_cluster import TanzuCluster
+
+
+class TanzuWorkloadCluster(pulumi.ComponentResource):
+    """A GPU workload cluster: its TKG variables as a policy-visible resource, and the cluster itself."""
+
+    cluster_name: pulumi.Output[str]
+    status: pulumi.Output[str]
+    variables: pulumi.Output[dict[str, Any]]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        site: SiteConfig,
+        profile: GpuProfile,
+        passthrough: pulumi.Input[list[dict[str, Any]]],
+        connection: pulumi.Input[dict[str, Any]],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("tkg-gpu:index:TanzuWorkloadCluster", name, None, opts)
+
+        variables = tkg_variables.render_variables(site, profile)
+        worker = worker_spec(
+            profile.worker_pairs,
+            variables,
+            profile.gpu_memory_gb,
+            profile.required_mmio_size_gb,
+            tkg_variables.custom_vmx_keys(profile),
+            hardware_version_explicit="hardware_version" in site.cluster.model_fields_set,
+        )
+        self.config = ClusterConfig(
+            f"{name}-config",
+            cluster_name=site.cluster.name,
+            namespace=site.cluster.namespace,
+            site_kind=site.site.kind,
+            variables=variables,
+            worker=worker,
+            spare_gpus=profile.spare_gpus,
+            passthrough=passthrough,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.cluster = TanzuCluster(
+            f"{name}-cluster",
+            cluster_name=site.cluster.name,
+            namespace=site.cluster.namespace,
+            variables=self.config.variables,
+            connection=connection,
+            tanzu_cli=site.tanzu.cli,
+            create_timeout=site.tanzu.create_timeout,
+            delete_timeout=site.tanzu.delete_timeout,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.config]),
+        )
+
+        self.cluster_name = self.cluster.cluster_name
+        self.status = self.cluster.status
+        self.variables = self.config.variables
+        self.register_outputs({"cluster_name": self.cluster_name, "status": self.status})

@@ -1,0 +1,101 @@
+"""Graph wiring under Pulumi mocks: components, children and dependencies, without vCenter or tanzu."""
+
+from __future__ import annotations
+
+import pulumi
+import pytest
+
+from components import config, gpu_profile
+from tests.unit.sites import inventory, site_dict
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        self.resources: dict[str, dict] = {}
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        outputs = dict(args.inputs)
+        if args.typ.endswith("tkggpu:PassthroughDevice"):
+            outputs.update(passthru_enabled=True, passthru_active=True, reboot_required=False)
+        if args.typ.endswith("tkggpu:TanzuCluster"):
+            outputs.update(status="running")
+        self.resources[args.name] = {"type": args.typ, "inputs": args.inputs}
+
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+
+@pytest.fixture
+def mocks():
+    recorder = RecordingMocks()
+    pulumi.runtime.set_mocks(recorder, preview=False)
+    yield recorder
+    pulumi.runtime.settings.SETTINGS.monitor = None
+
+
+def build_stack():
+    from components.passthrough import GpuPassthroughHost
+    from components.workload_cluster import TanzuWorkloadCluster
+
+    site = config.parse_site_config(site_dict())
+    profile = gpu_profile.build_profile(site, inventory())
+    connection = pulumi.Output.secret({"server": "127.0.0.1:1", "username": "u", "password": "p", "insecure": True})
+    hosts = [
+        GpuPassthroughHost(name, host=name, pci_addresses=list(profile.site_devices[name]), connection=connection)
+        for name in site.hosts
+    ]
+    passthrough = pulumi.Output.all(*[host.passthrough_states() for host in hosts]).apply(
+        lambda groups: [state for group in groups for state in group]
+    )
+    cluster = TanzuWorkloadCluster(
+        site.cluster.name, site=site, profile=profile, passthrough=passthrough, connection=connection,
+        opts=pulumi.ResourceOptions(depends_on=hosts),
+    )
+
+    return hosts, cluster
+
+
+@pulumi.runtime.test
+def test_one_device_resource_per_gpu(mocks):
+    hosts, _cluster = build_stack()
+
+    def check(_):
+        devices = [name for name, item in mocks.resources.items() if item["type"].endswith("PassthroughDevice")]
+        assert sorted(devices) == [
+            "esxi-01.lab.local-0000-3b-00-0",
+            "esxi-01.lab.local-0000-3c-00-0",
+            "esxi-02.lab.local-0000-3b-00-0",
+            "esxi-02.lab.local-0000-3c-00-0",
+        ]
+
+    return pulumi.Output.all(*[host.devices for host in hosts]).apply(check)
+
+
+@pulumi.runtime.test
+def test_cluster_config_carries_policy_inputs(mocks):
+    _hosts, cluster = build_stack()
+
+    def check(_):
+        inputs = mocks.resources["gpu-wc-01-config"]["inputs"]
+        assert inputs["worker"]["pci_devices"] == [{"vendor_id": 0x10DE, "device_id": 0x20B5}]
+        assert inputs["worker"]["hardware_version"] == "vmx-17"
+        assert inputs["ignore_pci_devices_allow_list"] is True
+        assert len(inputs["passthrough"]) == 4
+        assert all(device["active"] for device in inputs["passthrough"])
+
+    return cluster.variables.apply(check)
+
+
+@pulumi.runtime.test
+def test_cluster_gets_rendered_variables(mocks):
+    _hosts, cluster = build_stack()
+
+    def check(_):
+        inputs = mocks.resources["gpu-wc-01-cluster"]["inputs"]
+        assert inputs["variables"]["VSPHERE_WORKER_PCI_DEVICES"] == "0x10DE:0x20B5"
+        assert "password" not in str(inputs["variables"]).lower()
+        assert mocks.resources["gpu-wc-01-cluster"]["type"] == "pulumi-python:dynamic/tkggpu:TanzuCluster"
+
+    return cluster.status.apply(check)

@@ -1,0 +1,111 @@
+import os
+import pathlib
+
+import pytest
+import yaml
+
+from components import config, gpu_profile, tkg_variables
+from tests.unit.sites import T4, inventory, site_dict
+
+GOLDEN = pathlib.Path(__file__).parent / "golden"
+
+
+def render(raw, hosts):
+    site = config.parse_site_config(raw)
+    profile = gpu_profile.build_profile(site, hosts)
+    return tkg_variables.render_variables(site, profile)
+
+
+CASES = {
+    "dev-a100": (site_dict(), inventory()),
+    "edge-t4": (
+        site_dict(site={"name": "edge-01", "kind": "edge"}, gpu={"model": "T4"}, cluster={"workerCount": 1}),
+        inventory(gpus_per_host=1, pair=T4, hosts=2),
+    ),
+    "two-gpus-per-worker": (site_dict(gpu={"perWorker": 2}, cluster={"workerCount": 1}), inventory()),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_variables_match_golden(case):
+    """Rendered TKG variables match the reviewed golden file; UPDATE_GOLDEN=1 rewrites it."""
+    raw, hosts = CASES[case]
+    rendered = tkg_variables.render_golden(render(raw, hosts))
+    path = GOLDEN / f"{case}.yaml"
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        path.write_text(rendered)
+
+    assert rendered == path.read_text()
+
+
+def test_allow_list_flag_is_yaml_boolean():
+    """The allow-list override renders as an unquoted YAML true, never a string."""
+    text = tkg_variables.render_golden(render(*CASES["dev-a100"]))
+    assert "VSPHERE_IGNORE_PCI_DEVICES_ALLOW_LIST: true\n" in text
+    assert yaml.safe_load(text)["VSPHERE_IGNORE_PCI_DEVICES_ALLOW_LIST"] is True
+
+
+def test_t4_needs_no_allow_list_flag_or_mmio():
+    variables = render(*CASES["edge-t4"])
+    assert "VSPHERE_IGNORE_PCI_DEVICES_ALLOW_LIST" not in variables
+    assert "VSPHERE_WORKER_CUSTOM_VMX_KEYS" not in variables
+
+
+def test_edge_timeouts_are_duration_strings():
+    variables = render(*CASES["edge-t4"])
+    assert variables["NODE_STARTUP_TIMEOUT"] == "60m"
+    assert variables["MHC_FALSE_STATUS_TIMEOUT"] == "40m"
+
+
+def test_mmio_for_two_a100_per_worker():
+    variables = render(*CASES["two-gpus-per-worker"])
+    assert variables["VSPHERE_WORKER_PCI_DEVICES"] == "0x10DE:0x20B5,0x10DE:0x20B5"
+    assert "pciPassthru.64bitMMIOSizeGB=512" in variables["VSPHERE_WORKER_CUSTOM_VMX_KEYS"]
+    assert "pciPassthru.allowP2P=TRUE" in variables["VSPHERE_WORKER_CUSTOM_VMX_KEYS"]
+
+
+def test_rollout_on_delete_without_spare_gpu():
+    """Four GPUs for four single-GPU workers leave no spare, so the rollout must not surge."""
+    variables = render(site_dict(cluster={"workerCount": 4}), inventory())
+    assert variables["WORKER_ROLLOUT_STRATEGY"] == "OnDelete"
+
+
+def test_rollout_rolling_with_spare_gpu():
+    variables = render(site_dict(cluster={"workerCount": 3}), inventory())
+    assert variables["WORKER_ROLLOUT_STRATEGY"] == "RollingUpdate"
+
+
+def test_password_only_in_config_file():
+    variables = render(*CASES["dev-a100"])
+    assert "VSPHERE_PASSWORD" not in variables
+    text = tkg_variables.render_config_file(variables, "s3cret!")
+    assert "s3cret!" not in text
+    assert "VSPHERE_PASSWORD: <encoded:czNjcmV0IQ==>" in text
+
+
+def test_not_enough_gpus():
+    with pytest.raises(config.ConfigError, match=r"tkg-gpu:gpu: .*5 x 0x10DE:0x20B5 needed"):
+        render(site_dict(cluster={"workerCount": 5}), inventory())
+
+
+def test_missing_host_named():
+    with pytest.raises(config.ConfigError, match="esxi-09.lab.local not found"):
+        render(site_dict(hosts=["esxi-01.lab.local", "esxi-09.lab.local"]), inventory())
+
+
+def test_mmio_override_too_small():
+    with pytest.raises(config.ConfigError, match=r"tkg-gpu:cluster.mmioSizeGb: 128 GB is smaller than the 256 GB"):
+        render(site_dict(cluster={"mmioSizeGb": 128}), inventory())
+
+
+def test_unknown_gpu_needs_memory():
+    raw = site_dict(gpu={"model": None, "vendorDevice": "0x10DE:0x1234"})
+    with pytest.raises(config.ConfigError, match="tkg-gpu:gpu.memoryGb"):
+        render(raw, inventory(pair=(0x10DE, 0x1234)))
+
+
+def test_unknown_gpu_with_memory_renders():
+    raw = site_dict(gpu={"model": None, "vendorDevice": "0x10de:0x1234", "memoryGb": 48})
+    variables = render(raw, inventory(pair=(0x10DE, 0x1234)))
+    assert variables["VSPHERE_WORKER_PCI_DEVICES"] == "0x10DE:0x1234"
+    assert "pciPassthru.64bitMMIOSizeGB=128" in variables["VSPHERE_WORKER_CUSTOM_VMX_KEYS"]
