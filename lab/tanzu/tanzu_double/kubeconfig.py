@@ -1,0 +1,123 @@
+"""Admin kubeconfig of a workload cluster, merged into a kubeconfig file.
+
+Like TKG's `kubeconfig get --admin`, the context is named `<cluster>-admin@<cluster>` and is
+merged without switching the file's current context; a new file gets it as current context.
+The server URL comes from the cluster record. Credentials come from the current context of
+the kubeconfig named by TANZU_DOUBLE_WORKLOAD_KUBECONFIG, so that the lab's real workload API
+server accepts them. Without that variable the user entry is empty and TLS verification is off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+
+import yaml
+
+from .config import load_yaml_document
+from .errors import CliError
+
+SOURCE_KUBECONFIG_VARIABLE = "TANZU_DOUBLE_WORKLOAD_KUBECONFIG"
+_FILE_FIELDS = ("certificate-authority", "client-certificate", "client-key", "tokenFile")
+
+
+def context_name(cluster: str) -> str:
+    return f"{cluster}-admin@{cluster}"
+
+
+def default_kubeconfig_path(environ: dict[str, str]) -> str:
+    configured = environ.get("KUBECONFIG", "")
+    if configured:
+        return configured.split(os.pathsep)[0]
+    return os.path.join(os.path.expanduser("~"), ".kube", "config")
+
+
+def _absolute_file_fields(entry: dict, base_directory: str) -> dict:
+    result = dict(entry)
+    for key in _FILE_FIELDS:
+        value = result.get(key)
+        if isinstance(value, str) and value and not os.path.isabs(value):
+            result[key] = os.path.join(base_directory, value)
+    return result
+
+
+def _source_credentials(path: str) -> tuple[dict, dict]:
+    """Cluster fields (without server) and user fields of the source kubeconfig's current context."""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            document = load_yaml_document(stream.read(), f"{SOURCE_KUBECONFIG_VARIABLE} file {path!r}")
+    except OSError as error:
+        raise CliError(f"unable to read {SOURCE_KUBECONFIG_VARIABLE} file {path!r}: {error.strerror}") from None
+    if not isinstance(document, dict):
+        raise CliError(f"{SOURCE_KUBECONFIG_VARIABLE} file {path!r} is not a kubeconfig")
+    current = document.get("current-context")
+    contexts = {item.get("name"): item.get("context", {}) for item in document.get("contexts") or []}
+    if current not in contexts:
+        raise CliError(f"{SOURCE_KUBECONFIG_VARIABLE} file {path!r} has no usable current-context")
+    context = contexts[current]
+    clusters = {item.get("name"): item.get("cluster", {}) for item in document.get("clusters") or []}
+    users = {item.get("name"): item.get("user", {}) for item in document.get("users") or []}
+    base = os.path.dirname(os.path.abspath(path))
+    cluster = _absolute_file_fields(clusters.get(context.get("cluster"), {}), base)
+    cluster.pop("server", None)
+    user = _absolute_file_fields(users.get(context.get("user"), {}), base)
+    return cluster, user
+
+
+def admin_kubeconfig(cluster: str, server: str, environ: dict[str, str]) -> dict:
+    source = environ.get(SOURCE_KUBECONFIG_VARIABLE, "")
+    if source:
+        cluster_fields, user_fields = _source_credentials(source)
+    else:
+        cluster_fields, user_fields = {"insecure-skip-tls-verify": True}, {}
+    user_name = f"{cluster}-admin"
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": cluster, "cluster": {"server": server, **cluster_fields}}],
+        "contexts": [{"name": context_name(cluster), "context": {"cluster": cluster, "user": user_name}}],
+        "current-context": context_name(cluster),
+        "preferences": {},
+        "users": [{"name": user_name, "user": user_fields}],
+    }
+
+
+def _merge_named(existing: list | None, new: list) -> list:
+    merged = {item.get("name"): item for item in existing or [] if isinstance(item, dict)}
+    for item in new:
+        merged[item["name"]] = item
+    return list(merged.values())
+
+
+def merge_into_file(new_config: dict, path: str) -> None:
+    """Merge `new_config` into `path`, keeping the file's current context; the file ends up 0600."""
+    if os.path.exists(path):
+        try:
+            with open(path, encoding="utf-8") as stream:
+                existing = load_yaml_document(stream.read(), f"kubeconfig {path!r}") or {}
+        except OSError as error:
+            raise CliError(f"unable to read kubeconfig {path!r}: {error.strerror}") from None
+        if not isinstance(existing, dict):
+            raise CliError(f"unable to merge into {path!r}: it is not a kubeconfig file")
+        merged = dict(existing)
+        merged.setdefault("apiVersion", "v1")
+        merged.setdefault("kind", "Config")
+        for key in ("clusters", "contexts", "users"):
+            merged[key] = _merge_named(existing.get(key), new_config[key])
+        merged["current-context"] = existing.get("current-context") or new_config["current-context"]
+    else:
+        merged = new_config
+
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=".kubeconfig-", dir=directory)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+            yaml.safe_dump(merged, stream, default_flow_style=False, sort_keys=False)
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
