@@ -24,6 +24,7 @@ PASSWORD_KEY = "vcenterPassword"
 _GO_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _HARDWARE_VERSION = re.compile(r"^vmx-(\d{2})$")
+_SSH_PUBLIC_KEY = re.compile(r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-\S+) [A-Za-z0-9+/]+=*( .*)?$")
 
 
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
@@ -195,6 +196,11 @@ class ClusterSettings(_Model):
     namespace: str = "default"
     plan: Literal["dev", "prod"] = "dev"
     control_plane_endpoint: str | None = None
+    """Virtual IP or FQDN of the control plane (``VSPHERE_CONTROL_PLANE_ENDPOINT``)."""
+    avi_control_plane_ha: bool = False
+    """NSX Advanced Load Balancer provides the endpoint instead (``AVI_CONTROL_PLANE_HA_PROVIDER``)."""
+    ssh_authorized_key: str
+    """Public SSH key installed on every node for the ``capv`` user (``VSPHERE_SSH_AUTHORIZED_KEY``)."""
     worker_count: int = Field(default=1, ge=1, le=100)
     worker_cpus: int = Field(default=8, ge=2, le=768)
     worker_memory_mib: int = Field(default=65536, ge=4096)
@@ -217,6 +223,23 @@ class ClusterSettings(_Model):
             )
 
         return value
+
+    @field_validator("ssh_authorized_key")
+    @classmethod
+    def _ssh_key_format(cls, value: str) -> str:
+        if not _SSH_PUBLIC_KEY.match(value.strip()):
+            raise ValueError(_("must be an OpenSSH public key line, such as ssh-ed25519 AAAAC3... user@host"))
+
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _endpoint_or_avi(self) -> ClusterSettings:
+        if not self.control_plane_endpoint and not self.avi_control_plane_ha:
+            raise ValueError(
+                _("set cluster.controlPlaneEndpoint to the control plane's virtual IP or FQDN, or cluster.aviControlPlaneHa: true when NSX Advanced Load Balancer provides it")
+            )
+
+        return self
 
     @field_validator("hardware_version")
     @classmethod

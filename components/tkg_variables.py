@@ -55,6 +55,7 @@ def render_variables(site: SiteConfig, profile: GpuProfile) -> Variables:
         "VSPHERE_RESOURCE_POOL": vcenter.resource_pool,
         "VSPHERE_FOLDER": vcenter.folder,
         "VSPHERE_TEMPLATE": vcenter.template,
+        "VSPHERE_SSH_AUTHORIZED_KEY": cluster.ssh_authorized_key,
         "OS_NAME": cluster.os_name,
         "OS_VERSION": cluster.os_version,
         "OS_ARCH": cluster.os_arch,
@@ -72,6 +73,8 @@ def render_variables(site: SiteConfig, profile: GpuProfile) -> Variables:
         variables["VSPHERE_INSECURE"] = True
     if cluster.control_plane_endpoint:
         variables["VSPHERE_CONTROL_PLANE_ENDPOINT"] = cluster.control_plane_endpoint
+    if cluster.avi_control_plane_ha:
+        variables["AVI_CONTROL_PLANE_HA_PROVIDER"] = True
 
     vmx_keys = custom_vmx_keys(profile)
     if vmx_keys:

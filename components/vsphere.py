@@ -143,10 +143,11 @@ _HOST_PROPERTIES = [
 
 
 def read_hosts(service_instance: vim.ServiceInstance) -> dict[str, HostState]:
-    """Read every ESXi host with its PCI devices in three round trips, however many hosts there are.
+    """Read every ESXi host with its PCI devices in four round trips, however many hosts there are.
 
-    The calls are CreateContainerView, one RetrievePropertiesEx (continued only past the page size of
-    1000 objects) and DestroyView.
+    The calls are RetrieveServiceContent (pyVmomi fetches ``content`` on every access),
+    CreateContainerView, one RetrievePropertiesEx (continued only past the page size of 1000 objects)
+    and DestroyView.
     """
     content = service_instance.content
     view = content.viewManager.CreateContainerView(content.rootFolder, [vim.HostSystem], True)

@@ -10,6 +10,9 @@ from components import vsphere
 A100_80 = (0x10DE, 0x20B5)
 T4 = (0x10DE, 0x1EB8)
 
+# A well-formed public key line that belongs to no private key.
+LAB_SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGxhYi1vbmx5LWtleS1ub3QtZm9yLXJlYWwtc2l0ZXM lab@tkg-gpu"
+
 BASE_SITE: dict[str, Any] = {
     "site": {"name": "lab", "kind": "datacenter"},
     "vcenter": {
@@ -18,7 +21,7 @@ BASE_SITE: dict[str, Any] = {
         "insecure": True,
         "datacenter": "dc-lab",
         "computeCluster": "gpu-cluster",
-        "datastore": "LocalDS_0",
+        "datastore": "datastore1",
         "network": "VM Network",
         "resourcePool": "/dc-lab/host/gpu-cluster/Resources",
         "folder": "/dc-lab/vm",
@@ -26,7 +29,13 @@ BASE_SITE: dict[str, Any] = {
     },
     "hosts": ["esxi-01.lab.local", "esxi-02.lab.local"],
     "gpu": {"model": "A100-PCIE-80GB", "perWorker": 1},
-    "cluster": {"name": "gpu-wc-01", "workerCount": 2, "workerMemoryMib": 65536},
+    "cluster": {
+        "name": "gpu-wc-01",
+        "workerCount": 2,
+        "workerMemoryMib": 65536,
+        "controlPlaneEndpoint": "127.0.0.1",
+        "sshAuthorizedKey": LAB_SSH_KEY,
+    },
 }
 
 

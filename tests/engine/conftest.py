@@ -1,0 +1,97 @@
+"""Engine tests: the real Pulumi CLI, language host and dynamic providers against the whole lab."""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+
+import pytest
+import yaml
+
+from lab.stack import Stack
+from tests import labtools
+from tests.unit import sites
+
+PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "components", "policies", "locale")
+LAB_GPUS = "A100-PCIE-80GB:2,T4:1"
+MERGED_SECTIONS = ("site", "vcenter", "cluster", "edge", "tanzu")
+
+
+@pytest.fixture(scope="session")
+def password() -> str:
+    return labtools.sentinel_password()
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory, password):
+    labtools.require_tool("pulumi")
+    started = labtools.start_lab(tmp_path_factory.mktemp("lab"), password, hosts=2, gpus=LAB_GPUS)
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory) -> pathlib.Path:
+    """Copy the program to a temporary project whose virtualenv paths point at the checkout's .venv."""
+    target = tmp_path_factory.mktemp("project")
+    for name in PROJECT_FILES:
+        source = labtools.ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, target / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif source.exists():
+            shutil.copy2(source, target / name)
+
+    venv = str(labtools.ROOT / ".venv")
+    for path in (target / "Pulumi.yaml", target / "policies" / "PulumiPolicy.yaml"):
+        document = yaml.safe_load(path.read_text())
+        document["runtime"]["options"]["virtualenv"] = venv
+        path.write_text(yaml.safe_dump(document))
+
+    return target
+
+
+def site_config(lab, **overrides) -> dict:
+    """Return stack configuration for the lab; ``overrides`` replace ``gpu`` and ``hosts`` and merge into the rest."""
+    config = sites.site_dict(
+        site={"kind": "edge"},
+        vcenter={"server": lab.server, "username": lab.settings.username},
+        cluster={"hardwareVersion": "vmx-17"},
+        edge={"nodeStartupTimeout": "60m", "mhcFalseStatusTimeout": "40m"},
+        tanzu={"createTimeout": "5m", "deleteTimeout": "2m"},
+    )
+    for key, value in overrides.items():
+        config[key] = {**config[key], **value} if key in MERGED_SECTIONS else value
+
+    return config
+
+
+@pytest.fixture
+def make_stack(project, lab, password, tmp_path):
+    """Create stacks of the copied project against the lab; each test's stacks share one log file."""
+    created = []
+
+    def factory(name: str, **overrides) -> Stack:
+        stack = Stack(
+            project_dir=project,
+            name=name,
+            backend_dir=tmp_path / "backend",
+            passphrase="engine-test-passphrase",
+            environment=lab.environment(),
+            log_path=tmp_path / "pulumi.log",
+        )
+        stack.init()
+        settings = {f"tkg-gpu:{key}": value for key, value in site_config(lab, **overrides).items()}
+        config_path = project / f"Pulumi.{name}.yaml"
+        document = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}
+        document["config"] = settings
+        config_path.write_text(yaml.safe_dump(document))
+        stack.set_secret("tkg-gpu:vcenterPassword", password)
+        created.append(stack)
+
+        return stack
+
+    yield factory
+
+    for stack in created:
+        stack.run("destroy", "--yes", check=False)
+        stack.remove()

@@ -1,0 +1,26 @@
+"""Reading a site costs a constant number of vCenter requests, however many hosts it has."""
+
+from __future__ import annotations
+
+import pytest
+
+from components import vsphere
+from tests import labtools
+
+
+@pytest.mark.parametrize("hosts", [1, 32])
+def test_site_read_round_trips(tmp_path, hosts):
+    password = labtools.sentinel_password()
+    lab = labtools.start_lab(tmp_path, password, hosts=hosts, gpus="A100-PCIE-80GB:2")
+    try:
+        with vsphere.connect(labtools.lab_connection(lab, password)) as service_instance:
+            lab.reset_request_count()
+            inventory = vsphere.read_hosts(service_instance)
+            requests = lab.request_count()
+    finally:
+        lab.stop()
+
+    assert len(inventory) == hosts
+    assert sum(1 for host in inventory.values() for device in host.devices if device.is_gpu) == 2 * hosts
+    # RetrieveServiceContent, CreateContainerView, RetrievePropertiesEx and DestroyView.
+    assert requests == 4
