@@ -13,7 +13,7 @@ export PATH := $(TKG_GPU_CACHE)/bin:$(VENV)/bin:$(PATH)
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv tools demo test test-unit lab-up lab-down clean
+.PHONY: help venv tools i18n demo test test-unit test-go lab-up lab-down clean
 
 help:
 	@echo "make demo      run the dev stack end to end against a fresh local lab"
@@ -21,6 +21,7 @@ help:
 	@echo "make test-unit run the tests that need neither the lab nor the Pulumi engine"
 	@echo "make tools     build the Pulumi CLI, language host and vCenter simulator into $(TKG_GPU_CACHE)"
 	@echo "make lab-up    start the lab for interactive use; make lab-down stops it"
+	@echo "make i18n      compile locale/*/LC_MESSAGES/tkg-gpu.mo from the .po files"
 
 venv: $(VENV)/.installed
 
@@ -34,16 +35,29 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 tools:
 	@tools/build-toolchain.sh >/dev/null
 
-demo: venv tools
+I18N_MO := $(patsubst %.po,%.mo,$(wildcard locale/*/LC_MESSAGES/tkg-gpu.po))
+
+i18n: $(I18N_MO)
+
+$(I18N_MO): %.mo: %.po tools/i18n.py $(VENV)/.installed
+	@$(VENV)/bin/python tools/i18n.py compile
+
+demo: venv tools i18n
 	@$(VENV)/bin/python -m lab demo
 
-test-unit: venv
+test-unit: venv i18n
 	@$(VENV)/bin/python -m pytest tests/unit lab/tanzu/tests $(PYTEST_ARGS)
 
-test: venv tools
+# Go tests of the project's own Go programs: the vCenter simulator and the language host.
+test-go:
+	@echo "==> go test: lab/vcsim-gpu, tools/language-host" >&2
+	@cd lab/vcsim-gpu && CGO_ENABLED=0 go test ./...
+	@cd tools/language-host && CGO_ENABLED=0 go test ./...
+
+test: venv tools i18n test-go
 	@$(VENV)/bin/python -m pytest tests lab/tanzu/tests $(PYTEST_ARGS)
 
-lab-up: venv tools
+lab-up: venv tools i18n
 	@$(VENV)/bin/python -m lab start
 
 lab-down:

@@ -8,14 +8,16 @@ models.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic_core import ErrorDetails
 
 from components import gpu_catalog
-from components.i18n import _
+from components.i18n import _, translation
 
 NAMESPACE = "tkg-gpu"
 CONFIG_KEYS = ("site", "vcenter", "hosts", "gpu", "cluster", "edge", "tanzu")
@@ -312,6 +314,62 @@ class SiteConfig(_Model):
         return values
 
 
+def _literal_choices(expected: str) -> str:
+    """Rejoin pydantic's ``'a', 'b' or 'c'`` list of allowed values around a translated "or"."""
+    choices = re.findall(r"'[^']*'", expected)
+    if len(choices) < 2 or f"{', '.join(choices[:-1])} or {choices[-1]}" != expected:
+        return expected
+
+    # TRANSLATORS: joins the allowed values of a setting, each in quotes: 'dev' or 'prod'.
+    return _("{choices} or {last}").format(choices=", ".join(choices[:-1]), last=choices[-1])
+
+
+def _too_short(ctx: dict[str, Any]) -> str | None:
+    if ctx["field_type"] != "List":
+        return None
+
+    return translation().ngettext(
+        "List should have at least {min_length} item after validation, not {actual_length}",
+        "List should have at least {min_length} items after validation, not {actual_length}",
+        ctx["min_length"],
+    ).format(min_length=ctx["min_length"], actual_length=ctx["actual_length"])
+
+
+# Catalog messages for pydantic's built-in errors, by error type, filled from the error's ``ctx``. Each
+# English msgid repeats the text of pydantic 2.14 (pydantic-core 2.50), so English output is unchanged.
+_BUILTIN_MESSAGES: dict[str, Callable[[dict[str, Any]], str | None]] = {
+    "bool_parsing": lambda ctx: _("Input should be a valid boolean, unable to interpret input"),
+    "bool_type": lambda ctx: _("Input should be a valid boolean"),
+    "greater_than": lambda ctx: _("Input should be greater than {gt}").format(gt=ctx["gt"]),
+    "greater_than_equal": lambda ctx: _("Input should be greater than or equal to {ge}").format(ge=ctx["ge"]),
+    "int_from_float": lambda ctx: _("Input should be a valid integer, got a number with a fractional part"),
+    "int_parsing": lambda ctx: _("Input should be a valid integer, unable to parse string as an integer"),
+    "int_parsing_size": lambda ctx: _("Unable to parse input string as an integer, exceeded maximum size"),
+    "int_type": lambda ctx: _("Input should be a valid integer"),
+    "less_than": lambda ctx: _("Input should be less than {lt}").format(lt=ctx["lt"]),
+    "less_than_equal": lambda ctx: _("Input should be less than or equal to {le}").format(le=ctx["le"]),
+    "list_type": lambda ctx: _("Input should be a valid list"),
+    "literal_error": lambda ctx: _("Input should be {expected}").format(expected=_literal_choices(ctx["expected"])),
+    "model_type": lambda ctx: _("Input should be a valid dictionary or instance of {class_name}").format(
+        class_name=ctx["class_name"]
+    ),
+    "string_type": lambda ctx: _("Input should be a valid string"),
+    "string_unicode": lambda ctx: _("Input should be a valid string, unable to parse raw data as a unicode string"),
+    "too_short": _too_short,
+}
+
+
+def _builtin_message(item: ErrorDetails) -> str:
+    """Translate a pydantic built-in error; a type or ``ctx`` shape not in the table keeps pydantic's English."""
+    render = _BUILTIN_MESSAGES.get(item["type"])
+    try:
+        text = render(item.get("ctx") or {}) if render is not None else None
+    except KeyError:
+        text = None
+
+    return item["msg"] if text is None else text
+
+
 def format_validation_error(error: pydantic.ValidationError) -> str:
     """Render pydantic errors as ``tkg-gpu:<key>: <problem> (value: …)`` lines in camelCase key spelling."""
     lines = []
@@ -323,9 +381,12 @@ def format_validation_error(error: pydantic.ValidationError) -> str:
         elif item["type"] == "extra_forbidden":
             message = _("unknown setting; check the spelling against docs/configuration.md")
         elif item["type"] == "literal_error":
-            message = _("invalid value; {detail}").format(detail=item["msg"])
+            message = _("invalid value; {detail}").format(detail=_builtin_message(item))
+        elif item["type"] != "value_error":
+            message = _builtin_message(item)
 
         value = item.get("input")
+        # TRANSLATORS: appended to an error line to show the rejected value.
         shown = "" if item["type"] == "missing" or isinstance(value, dict) else _(" (value: {value!r})").format(value=value)
         prefix = f"{NAMESPACE}:{key}" if key else NAMESPACE
         lines.append(f"{prefix}: {message}{shown}")
