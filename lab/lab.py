@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import select
 import shutil
 import signal
 import ssl
@@ -84,7 +85,16 @@ class Lab:
         return self
 
     def _read_banner(self) -> None:
+        """Read the simulator's ready line, killing it when none arrives within the start timeout."""
         assert self._process is not None and self._process.stdout is not None
+        ready, _writable, _errors = select.select([self._process.stdout], [], [], START_TIMEOUT_SECONDS)
+        if not ready:
+            self._process.kill()
+            self._process.wait()
+            raise LabError(
+                f"vcsim-gpu printed no ready line within {START_TIMEOUT_SECONDS} s; see {self.state_dir / 'vcsim-gpu.log'}"
+            )
+
         line = self._process.stdout.readline()
         if not line:
             self._process.wait(timeout=START_TIMEOUT_SECONDS)
