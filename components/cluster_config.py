@@ -69,7 +69,7 @@ class ClusterConfig(dynamic.Resource, module="tkggpu", name="ClusterConfig"):
         site_kind: str,
         variables: dict[str, Any],
         worker: dict[str, Any],
-        spare_gpus: int,
+        spare_worker_slots: int,
         passthrough: pulumi.Input[list[dict[str, Any]]],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -80,7 +80,7 @@ class ClusterConfig(dynamic.Resource, module="tkggpu", name="ClusterConfig"):
             "variables": variables,
             "worker": worker,
             "ignore_pci_devices_allow_list": bool(variables.get("VSPHERE_IGNORE_PCI_DEVICES_ALLOW_LIST", False)),
-            "spare_gpus": spare_gpus,
+            "spare_worker_slots": spare_worker_slots,
             "passthrough": passthrough,
             "provider_version": PROVIDER_VERSION,
         }
@@ -93,14 +93,12 @@ def worker_spec(
     gpu_memory_gb: tuple[int | None, ...],
     required_mmio_size_gb: int | None,
     vmx_keys: dict[str, str],
-    hardware_version_explicit: bool,
 ) -> dict[str, Any]:
     """Build the structured worker description that policies check."""
     return {
         "pci_devices": [{"vendor_id": vendor, "device_id": device} for vendor, device in pairs],
         "pci_devices_hex": [gpu_catalog.format_pci_pair(vendor, device) for vendor, device in pairs],
         "hardware_version": variables.get("VSPHERE_WORKER_HARDWARE_VERSION"),
-        "hardware_version_explicit": hardware_version_explicit,
         "custom_vmx_keys": vmx_keys,
         "gpu_memory_gb": list(gpu_memory_gb),
         "required_mmio_size_gb": required_mmio_size_gb,

@@ -216,7 +216,7 @@ class ClusterSettings(_Model):
     os_version: str = "22.04"
     os_arch: str = "amd64"
 
-    @field_validator("name", "namespace")
+    @field_validator("name")
     @classmethod
     def _is_dns_label(cls, value: str) -> str:
         if not _DNS_LABEL.match(value) or len(value) > 42:
@@ -225,6 +225,20 @@ class ClusterSettings(_Model):
             )
 
         return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_is_dns_label(cls, value: str) -> str:
+        if not _DNS_LABEL.match(value) or len(value) > 63:
+            raise ValueError(_("must be a lower-case DNS label of at most 63 characters, such as default"))
+
+        return value
+
+    @field_validator("os_version", mode="before")
+    @classmethod
+    def _os_version_as_text(cls, value: Any) -> Any:
+        # An unquoted 22.04 in YAML arrives as a float; the version is text either way.
+        return str(value) if isinstance(value, (int, float)) else value
 
     @field_validator("ssh_authorized_key")
     @classmethod
@@ -281,6 +295,15 @@ class TanzuSettings(_Model):
     _durations = field_validator("create_timeout", "delete_timeout")(
         classmethod(lambda cls, value: _check_go_duration(value))
     )
+
+    @field_validator("create_timeout")
+    @classmethod
+    def _create_timeout_minimum(cls, value: str) -> str:
+        # The tanzu CLI (tanzu-framework v0.29.0) silently replaces a create timeout under 15m with 30m.
+        if _GO_DURATION.match(value) and duration_seconds(value) < 15 * 60:
+            raise ValueError(_("must be at least 15m, because the tanzu CLI replaces shorter create timeouts with 30m"))
+
+        return value
 
 
 # Edge defaults from the TKG edge workload-cluster procedure; datacentre sites keep TKG's own defaults.

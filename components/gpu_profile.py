@@ -25,16 +25,18 @@ class GpuProfile:
     mmio_size_gb: int | None
     required_mmio_size_gb: int | None
     """Computed minimum window; None when the GPU needs no 64-bit MMIO or its memory is unknown."""
-    gpus_needed: int
-    gpus_available: int
+    worker_slots: int
+    """How many worker VMs the site's GPUs can back at once, counted per host: a VM's GPUs share its host."""
+    workers: int
 
     @property
     def ignore_allow_list(self) -> bool:
         return any(not gpu_catalog.is_tkg_allow_listed(*pair) for pair in self.worker_pairs)
 
     @property
-    def spare_gpus(self) -> int:
-        return self.gpus_available - self.gpus_needed
+    def spare_worker_slots(self) -> int:
+        """GPU sets left for a surge VM during a rolling update."""
+        return self.worker_slots - self.workers
 
     def pci_devices_variable(self) -> str:
         return ",".join(gpu_catalog.format_pci_pair(*pair) for pair in self.worker_pairs)
@@ -45,9 +47,6 @@ def build_profile(site: SiteConfig, hosts: Mapping[str, vsphere.HostState]) -> G
 
     Raises ConfigError when a host is missing or the hosts do not have enough matching GPUs.
     """
-    worker_pairs = tuple(site.gpu.worker_pairs())
-    wanted = set(worker_pairs)
-
     missing = [name for name in site.hosts if name not in hosts]
     if missing:
         known = ", ".join(sorted(hosts)) or _("none")
@@ -57,22 +56,34 @@ def build_profile(site: SiteConfig, hosts: Mapping[str, vsphere.HostState]) -> G
             )
         )
 
+    outside = [
+        f"{name} ({hosts[name].compute_resource})"
+        for name in site.hosts
+        if hosts[name].compute_resource != site.vcenter.compute_cluster
+    ]
+    if outside:
+        raise ConfigError(
+            _("tkg-gpu:hosts: ESXi host {hosts} is not in cluster {cluster} (tkg-gpu:vcenter.computeCluster); list only that cluster's hosts or correct computeCluster").format(
+                hosts=", ".join(outside), cluster=site.vcenter.compute_cluster
+            )
+        )
+
+    worker_pairs = _resolve_worker_pairs(site, hosts)
+    per_vm = collections.Counter(worker_pairs)
+
     site_devices = {}
-    available: collections.Counter[tuple[int, int]] = collections.Counter()
+    slots_by_host = {}
     for name in site.hosts:
         matching = [
             device
             for device in hosts[name].devices
-            if (device.vendor_id, device.device_id) in wanted and device.capable
+            if (device.vendor_id, device.device_id) in per_vm and device.capable
         ]
         site_devices[name] = tuple(device.pci_address for device in matching)
-        available.update((device.vendor_id, device.device_id) for device in matching)
+        on_host = collections.Counter((device.vendor_id, device.device_id) for device in matching)
+        slots_by_host[name] = min(on_host[pair] // count for pair, count in per_vm.items())
 
-    needed = collections.Counter(worker_pairs)
-    for pair in needed:
-        needed[pair] *= site.cluster.worker_count
-
-    _check_capacity(site, needed, available)
+    _check_capacity(site, worker_pairs, slots_by_host)
 
     memory = tuple(_memory_gb(site, pair) for pair in worker_pairs)
     needs_mmio = any(_needs_64bit_mmio(pair) for pair in worker_pairs)
@@ -90,32 +101,46 @@ def build_profile(site: SiteConfig, hosts: Mapping[str, vsphere.HostState]) -> G
         needs_64bit_mmio=needs_mmio,
         mmio_size_gb=mmio if needs_mmio else site.cluster.mmio_size_gb,
         required_mmio_size_gb=required,
-        gpus_needed=sum(needed.values()),
-        gpus_available=sum(available.values()),
+        worker_slots=sum(slots_by_host.values()),
+        workers=site.cluster.worker_count,
     )
 
 
-def _check_capacity(site: SiteConfig, needed: Mapping[tuple[int, int], int], available: Mapping[tuple[int, int], int]) -> None:
-    problems = []
-    for pair, count in needed.items():
-        if available.get(pair, 0) < count:
-            problems.append(
-                _("{needed} x {pair} needed (cluster.workerCount {workers} x {per_worker} per worker), {available} passthrough-capable on hosts {hosts}").format(
-                    needed=count,
-                    pair=gpu_catalog.format_pci_pair(*pair),
-                    workers=site.cluster.worker_count,
-                    per_worker=count // site.cluster.worker_count,
-                    available=available.get(pair, 0),
-                    hosts=", ".join(site.hosts),
-                )
-            )
+def _resolve_worker_pairs(site: SiteConfig, hosts: Mapping[str, vsphere.HostState]) -> tuple[tuple[int, int], ...]:
+    """Return the pairs of one worker VM; a catalogue model takes the device ID its hosts report most.
 
-    if problems:
-        raise ConfigError(
-            _("tkg-gpu:gpu: the site's hosts do not have enough matching GPUs: {problems}; lower cluster.workerCount or gpu.perWorker, or add hosts").format(
-                problems="; ".join(problems)
-            )
+    Some products carry two device IDs (the A100 PCIe 40GB reports 0x20B1 or 0x20F1).
+    """
+    if site.gpu.model is None:
+        return tuple(site.gpu.worker_pairs())
+
+    model = gpu_catalog.find_model(site.gpu.model)
+    assert model is not None, "validated by GpuSettings"
+    found = collections.Counter(
+        device.device_id
+        for name in site.hosts
+        for device in hosts[name].devices
+        if device.vendor_id == gpu_catalog.NVIDIA_VENDOR_ID and device.capable
+    )
+    device_id = max(model.device_ids, key=lambda candidate: found[candidate])
+
+    return ((gpu_catalog.NVIDIA_VENDOR_ID, device_id),) * site.gpu.per_worker
+
+
+def _check_capacity(site: SiteConfig, worker_pairs: tuple[tuple[int, int], ...], slots_by_host: Mapping[str, int]) -> None:
+    """Fail unless the hosts can back every worker VM, counting each host on its own."""
+    if sum(slots_by_host.values()) >= site.cluster.worker_count:
+        return
+
+    per_host = ", ".join(f"{name}: {slots}" for name, slots in slots_by_host.items())
+    raise ConfigError(
+        _("tkg-gpu:gpu: the site's hosts cannot back {workers} worker VMs with {gpus} x {pairs} each (worker VMs per host: {per_host}); lower cluster.workerCount or gpu.perWorker, or add hosts with matching passthrough-capable GPUs").format(
+            workers=site.cluster.worker_count,
+            gpus=len(worker_pairs),
+            pairs=", ".join(sorted({gpu_catalog.format_pci_pair(*pair) for pair in worker_pairs})),
+            per_host=per_host,
         )
+    )
 
 
 def _check_mmio(site: SiteConfig, needs_mmio: bool, mmio: int | None, required: int | None) -> None:

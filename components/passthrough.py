@@ -30,7 +30,7 @@ def _device_outputs(device: vsphere.PciDeviceState) -> dict[str, Any]:
     return {
         "vendor_id": gpu_catalog.format_pci_id(device.vendor_id),
         "device_id": gpu_catalog.format_pci_id(device.device_id),
-        "device_name": model.name if model else (device.device_name or _("unknown")),
+        "device_name": model.name if model else (device.device_name or "unknown"),
         "model": model.key if model else "",
         "passthru_enabled": device.enabled,
         "passthru_active": device.active,

@@ -44,10 +44,18 @@ def discovery_connection(site: config.SiteConfig) -> vsphere.Connection:
 
     The plain password stays in this process's memory; it is passed to resources only as a secret.
     """
-    password = pulumi.runtime.get_config(f"{config.NAMESPACE}:{config.PASSWORD_KEY}")
+    full_key = f"{config.NAMESPACE}:{config.PASSWORD_KEY}"
+    password = pulumi.runtime.get_config(full_key)
     if not password:
         raise config.ConfigError(
             _("tkg-gpu:{key}: missing; set it with `pulumi config set --secret {key}`").format(key=config.PASSWORD_KEY)
+        )
+
+    if not pulumi.runtime.is_config_secret(full_key):
+        raise config.ConfigError(
+            _("tkg-gpu:{key}: stored in plain text in the stack file; set it again with `pulumi config set --secret {key}`").format(
+                key=config.PASSWORD_KEY
+            )
         )
 
     return vsphere.Connection(

@@ -35,7 +35,7 @@ def rollout_strategy(site: SiteConfig, profile: GpuProfile) -> str:
     if site.cluster.rollout_strategy is not None:
         return site.cluster.rollout_strategy
 
-    return "RollingUpdate" if profile.spare_gpus >= len(profile.worker_pairs) else "OnDelete"
+    return "RollingUpdate" if profile.spare_worker_slots >= 1 else "OnDelete"
 
 
 def render_variables(site: SiteConfig, profile: GpuProfile) -> Variables:

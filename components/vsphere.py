@@ -87,6 +87,8 @@ class PciDeviceState:
 class HostState:
     name: str
     ref: Any
+    compute_resource: str
+    """Name of the cluster (or standalone compute resource) the host belongs to."""
     passthrough_system: Any
     connection_state: str
     esxi_version: str
@@ -139,6 +141,7 @@ _HOST_PROPERTIES = [
     "config.product.version",
     "configManager.pciPassthruSystem",
     "runtime.connectionState",
+    "parent",
 ]
 
 
@@ -150,14 +153,19 @@ def read_hosts(service_instance: vim.ServiceInstance) -> dict[str, HostState]:
     and DestroyView.
     """
     content = service_instance.content
-    view = content.viewManager.CreateContainerView(content.rootFolder, [vim.HostSystem], True)
+    view = content.viewManager.CreateContainerView(
+        content.rootFolder, [vim.HostSystem, vim.ComputeResource], True
+    )
     try:
         traversal = vmodl.query.PropertyCollector.TraversalSpec(
             name="view", type=vim.view.ContainerView, path="view", skip=False
         )
         spec = vmodl.query.PropertyCollector.FilterSpec(
             objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=view, skip=True, selectSet=[traversal])],
-            propSet=[vmodl.query.PropertyCollector.PropertySpec(type=vim.HostSystem, pathSet=_HOST_PROPERTIES)],
+            propSet=[
+                vmodl.query.PropertyCollector.PropertySpec(type=vim.HostSystem, pathSet=_HOST_PROPERTIES),
+                vmodl.query.PropertyCollector.PropertySpec(type=vim.ComputeResource, pathSet=["name"]),
+            ],
         )
         collector = content.propertyCollector
         result = collector.RetrievePropertiesEx([spec], vmodl.query.PropertyCollector.RetrieveOptions(maxObjects=1000))
@@ -168,16 +176,24 @@ def read_hosts(service_instance: vim.ServiceInstance) -> dict[str, HostState]:
     finally:
         view.DestroyView()
 
+    # A host's parent is its cluster, or for a standalone host a ComputeResource of its own.
+    compute_names = {
+        item.obj._moId: item.propSet[0].val for item in objects if not isinstance(item.obj, vim.HostSystem)
+    }
     hosts = {}
     for item in objects:
+        if not isinstance(item.obj, vim.HostSystem):
+            continue
+
         properties = {prop.name: prop.val for prop in item.propSet}
-        host = _host_state(item.obj, properties)
+        parent = properties.get("parent")
+        host = _host_state(item.obj, properties, compute_names.get(parent._moId, "") if parent else "")
         hosts[host.name] = host
 
     return hosts
 
 
-def _host_state(ref: Any, properties: dict[str, Any]) -> HostState:
+def _host_state(ref: Any, properties: dict[str, Any], compute_resource: str) -> HostState:
     name = properties["name"]
     passthrough = {info.id: info for info in properties.get("config.pciPassthruInfo") or []}
     devices = []
@@ -201,6 +217,7 @@ def _host_state(ref: Any, properties: dict[str, Any]) -> HostState:
     return HostState(
         name=name,
         ref=ref,
+        compute_resource=compute_resource,
         passthrough_system=properties.get("configManager.pciPassthruSystem"),
         connection_state=str(properties.get("runtime.connectionState", "")),
         esxi_version=str(properties.get("config.product.version", "")),

@@ -39,7 +39,6 @@ class TanzuWorkloadCluster(pulumi.ComponentResource):
             profile.gpu_memory_gb,
             profile.required_mmio_size_gb,
             tkg_variables.custom_vmx_keys(profile),
-            hardware_version_explicit="hardware_version" in site.cluster.model_fields_set,
         )
         self.config = ClusterConfig(
             f"{name}-config",
@@ -48,7 +47,7 @@ class TanzuWorkloadCluster(pulumi.ComponentResource):
             site_kind=site.site.kind,
             variables=variables,
             worker=worker,
-            spare_gpus=profile.spare_gpus,
+            spare_worker_slots=profile.spare_worker_slots,
             passthrough=passthrough,
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -57,7 +57,7 @@ def site_config(lab, **overrides) -> dict:
         vcenter={"server": lab.server, "username": lab.settings.username},
         cluster={"hardwareVersion": "vmx-17"},
         edge={"nodeStartupTimeout": "60m", "mhcFalseStatusTimeout": "40m"},
-        tanzu={"createTimeout": "5m", "deleteTimeout": "2m"},
+        tanzu={"createTimeout": "15m", "deleteTimeout": "2m"},
     )
     for key, value in overrides.items():
         config[key] = {**config[key], **value} if key in MERGED_SECTIONS else value

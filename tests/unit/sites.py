@@ -74,6 +74,7 @@ def inventory(gpus_per_host: int = 2, pair: tuple[int, int] = A100_80, hosts: in
         result[name] = vsphere.HostState(
             name=name,
             ref=None,
+            compute_resource="gpu-cluster",
             passthrough_system=None,
             connection_state="connected",
             esxi_version="8.0.2",

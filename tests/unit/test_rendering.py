@@ -84,8 +84,31 @@ def test_password_only_in_config_file():
 
 
 def test_not_enough_gpus():
-    with pytest.raises(config.ConfigError, match=r"tkg-gpu:gpu: .*5 x 0x10DE:0x20B5 needed"):
+    with pytest.raises(config.ConfigError, match=r"tkg-gpu:gpu: .*cannot back 5 worker VMs with 1 x 0x10DE:0x20B5"):
         render(site_dict(cluster={"workerCount": 5}), inventory())
+
+
+def test_gpus_counted_per_host():
+    """Two GPUs per worker cannot come from one GPU on each of two hosts."""
+    with pytest.raises(config.ConfigError, match=r"esxi-01.lab.local: 0, esxi-02.lab.local: 0"):
+        render(site_dict(gpu={"perWorker": 2}, cluster={"workerCount": 1}), inventory(gpus_per_host=1))
+
+
+def test_model_matches_second_device_id():
+    """An A100 PCIe 40GB that reports 0x20F1 is found through gpu.model."""
+    raw = site_dict(gpu={"model": "A100-PCIE-40GB"})
+    variables = render(raw, inventory(pair=(0x10DE, 0x20F1)))
+    assert variables["VSPHERE_WORKER_PCI_DEVICES"] == "0x10DE:0x20F1"
+
+
+def test_create_timeout_minimum():
+    with pytest.raises(config.ConfigError, match=r"tkg-gpu:tanzu.createTimeout: must be at least 15m"):
+        config.parse_site_config(site_dict(tanzu={"createTimeout": "10m"}))
+
+
+def test_os_version_number_accepted():
+    site = config.parse_site_config(site_dict(cluster={"osVersion": 22.04}))
+    assert site.cluster.os_version == "22.04"
 
 
 def test_missing_host_named():
@@ -109,3 +132,9 @@ def test_unknown_gpu_with_memory_renders():
     variables = render(raw, inventory(pair=(0x10DE, 0x1234)))
     assert variables["VSPHERE_WORKER_PCI_DEVICES"] == "0x10DE:0x1234"
     assert "pciPassthru.64bitMMIOSizeGB=128" in variables["VSPHERE_WORKER_CUSTOM_VMX_KEYS"]
+
+
+def test_host_outside_compute_cluster():
+    raw = site_dict(vcenter={"computeCluster": "other-cluster"})
+    with pytest.raises(config.ConfigError, match=r"esxi-01.lab.local \(gpu-cluster\).*not in cluster other-cluster"):
+        render(raw, inventory())
