@@ -70,6 +70,7 @@ class ClusterConfig(dynamic.Resource, module="tkggpu", name="ClusterConfig"):
         variables: dict[str, Any],
         worker: dict[str, Any],
         spare_worker_slots: int,
+        site_facts: dict[str, Any],
         passthrough: pulumi.Input[list[dict[str, Any]]],
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
@@ -81,6 +82,7 @@ class ClusterConfig(dynamic.Resource, module="tkggpu", name="ClusterConfig"):
             "worker": worker,
             "ignore_pci_devices_allow_list": bool(variables.get("VSPHERE_IGNORE_PCI_DEVICES_ALLOW_LIST", False)),
             "spare_worker_slots": spare_worker_slots,
+            "site": site_facts,
             "passthrough": passthrough,
             "provider_version": PROVIDER_VERSION,
         }
@@ -93,6 +95,7 @@ def worker_spec(
     gpu_memory_gb: tuple[int | None, ...],
     required_mmio_size_gb: int | None,
     vmx_keys: dict[str, str],
+    needs_64bit_mmio: bool,
 ) -> dict[str, Any]:
     """Build the structured worker description that policies check."""
     return {
@@ -100,6 +103,7 @@ def worker_spec(
         "pci_devices_hex": [gpu_catalog.format_pci_pair(vendor, device) for vendor, device in pairs],
         "hardware_version": variables.get("VSPHERE_WORKER_HARDWARE_VERSION"),
         "custom_vmx_keys": vmx_keys,
+        "needs_64bit_mmio": needs_64bit_mmio,
         "gpu_memory_gb": list(gpu_memory_gb),
         "required_mmio_size_gb": required_mmio_size_gb,
         "rollout_strategy": variables.get("WORKER_ROLLOUT_STRATEGY"),

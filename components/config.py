@@ -7,6 +7,8 @@ models.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Callable
 from typing import Any, Literal
@@ -20,7 +22,7 @@ from components import gpu_catalog
 from components.i18n import _, translation
 
 NAMESPACE = "tkg-gpu"
-CONFIG_KEYS = ("site", "vcenter", "hosts", "gpu", "cluster", "edge", "tanzu")
+CONFIG_KEYS = ("site", "vcenter", "hosts", "gpu", "cluster", "edge", "tanzu", "registry")
 PASSWORD_KEY = "vcenterPassword"
 
 _GO_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+$")
@@ -306,6 +308,40 @@ class TanzuSettings(_Model):
         return value
 
 
+class RegistrySettings(_Model):
+    """The site's private registry for air-gapped sites (``TKG_CUSTOM_IMAGE_REPOSITORY``)."""
+
+    repository: str
+    """``host[:port]/project`` serving every TKG image, such as ``harbor.edge01.example.com/tkg``."""
+    ca_certificate: str | None = None
+    """Base64-encoded PEM of the registry's CA, trusted on every node."""
+    skip_tls_verify: bool = False
+
+    @field_validator("repository")
+    @classmethod
+    def _repository_format(cls, value: str) -> str:
+        if "://" in value or not re.fullmatch(r"[A-Za-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+", value):
+            raise ValueError(_("must be host[:port]/project without a scheme, such as harbor.example.com/tkg"))
+
+        return value
+
+    @field_validator("ca_certificate")
+    @classmethod
+    def _ca_is_base64_pem(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+
+        try:
+            decoded = base64.b64decode(value, validate=True)
+        except binascii.Error:
+            raise ValueError(_("must be the base64 encoding of a PEM certificate")) from None
+
+        if b"-----BEGIN CERTIFICATE-----" not in decoded:
+            raise ValueError(_("must be the base64 encoding of a PEM certificate"))
+
+        return value
+
+
 # Edge defaults from the TKG edge workload-cluster procedure; datacentre sites keep TKG's own defaults.
 EDGE_DEFAULTS = {"node_startup_timeout": "60m", "mhc_false_status_timeout": "40m"}
 
@@ -318,6 +354,7 @@ class SiteConfig(_Model):
     cluster: ClusterSettings
     edge: EdgeSettings = EdgeSettings()
     tanzu: TanzuSettings = TanzuSettings()
+    registry: RegistrySettings | None = None
 
     @field_validator("hosts")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 from collections.abc import Mapping
+from typing import Any
 
 from components import gpu_catalog, vsphere
 from components.config import ConfigError, SiteConfig
@@ -81,7 +82,12 @@ def build_profile(site: SiteConfig, hosts: Mapping[str, vsphere.HostState]) -> G
         ]
         site_devices[name] = tuple(device.pci_address for device in matching)
         on_host = collections.Counter((device.vendor_id, device.device_id) for device in matching)
-        slots_by_host[name] = min(on_host[pair] // count for pair, count in per_vm.items())
+        gpu_slots = min(on_host[pair] // count for pair, count in per_vm.items())
+        # A passthrough VM reserves all its memory, so the host's memory bounds its worker VMs too.
+        memory_slots = hosts[name].memory_bytes // (site.cluster.worker_memory_mib * MIB)
+        slots_by_host[name] = min(gpu_slots, memory_slots)
+
+    _check_worker_memory(site, hosts)
 
     _check_capacity(site, worker_pairs, slots_by_host)
 
@@ -104,6 +110,33 @@ def build_profile(site: SiteConfig, hosts: Mapping[str, vsphere.HostState]) -> G
         worker_slots=sum(slots_by_host.values()),
         workers=site.cluster.worker_count,
     )
+
+
+MIB = 1024 * 1024
+
+
+def _check_worker_memory(site: SiteConfig, hosts: Mapping[str, vsphere.HostState]) -> None:
+    largest = max(hosts[name].memory_bytes for name in site.hosts) // MIB
+    if site.cluster.worker_memory_mib > largest:
+        raise ConfigError(
+            _("tkg-gpu:cluster.workerMemoryMib: {value} MiB is more than the largest host's memory ({largest} MiB); a passthrough VM reserves all its memory, so lower the setting").format(
+                value=site.cluster.worker_memory_mib, largest=largest
+            )
+        )
+
+
+def site_facts(site: SiteConfig, hosts: Mapping[str, vsphere.HostState], template: vsphere.TemplateState) -> dict[str, Any]:
+    """Collect what policies need to know about the site: ESXi versions and the worker template."""
+    versions = {name: hosts[name].esxi_version for name in site.hosts}
+    limits = [vsphere.max_hardware_version(version) for version in versions.values()]
+    known = [limit for limit in limits if limit is not None]
+
+    return {
+        "esxi_versions": versions,
+        "max_hardware_version": min(known) if known else None,
+        "template": dataclasses.asdict(template),
+        "registry": site.registry.repository if site.registry else None,
+    }
 
 
 def _resolve_worker_pairs(site: SiteConfig, hosts: Mapping[str, vsphere.HostState]) -> tuple[tuple[int, int], ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pulumi
@@ -67,6 +68,32 @@ def discovery_connection(site: config.SiteConfig) -> vsphere.Connection:
     )
 
 
-def read_inventory(site: config.SiteConfig) -> dict[str, vsphere.HostState]:
+@dataclasses.dataclass(frozen=True)
+class SiteInventory:
+    hosts: dict[str, vsphere.HostState]
+    template: vsphere.TemplateState
+
+
+def template_path(site: config.SiteConfig) -> str:
+    """Return the template's inventory path; a bare name is looked up in the datacenter's VM folder."""
+    template = site.vcenter.template
+    if template.startswith("/"):
+        return template
+
+    return f"/{site.vcenter.datacenter}/vm/{template}"
+
+
+def read_inventory(site: config.SiteConfig) -> SiteInventory:
+    """Read the hosts and the worker template in one session; raise ConfigError when the template is missing."""
     with vsphere.connect(discovery_connection(site)) as service_instance:
-        return vsphere.read_hosts(service_instance)
+        hosts = vsphere.read_hosts(service_instance)
+        template = vsphere.read_template(service_instance, template_path(site))
+
+    if template is None:
+        raise config.ConfigError(
+            _("tkg-gpu:vcenter.template: no VM template found at {path}; give the template's inventory path, such as /dc01/vm/tkg/ubuntu-2204-efi-gpu").format(
+                path=template_path(site)
+            )
+        )
+
+    return SiteInventory(hosts=hosts, template=template)

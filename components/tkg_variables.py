@@ -84,6 +84,12 @@ def render_variables(site: SiteConfig, profile: GpuProfile) -> Variables:
     if profile.ignore_allow_list:
         variables["VSPHERE_IGNORE_PCI_DEVICES_ALLOW_LIST"] = True
 
+    if site.registry is not None:
+        variables["TKG_CUSTOM_IMAGE_REPOSITORY"] = site.registry.repository
+        variables["TKG_CUSTOM_IMAGE_REPOSITORY_SKIP_TLS_VERIFY"] = site.registry.skip_tls_verify
+        if site.registry.ca_certificate:
+            variables["TKG_CUSTOM_IMAGE_REPOSITORY_CA_CERTIFICATE"] = site.registry.ca_certificate
+
     for key, value in site.edge_timeouts().items():
         variables[key.upper()] = value
 

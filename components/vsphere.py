@@ -226,6 +226,63 @@ def _host_state(ref: Any, properties: dict[str, Any], compute_resource: str) -> 
     )
 
 
+# Highest VM hardware version each ESXi release runs, by major.minor.update as config.product.version
+# reports it (vSphere Automation API hardware-version enumeration, citing VMware KB 1003746).
+ESXI_MAX_HARDWARE_VERSION = {
+    (6, 5): 13,
+    # 6.7 U2 and later run vmx-15 but report the same 6.7.0 version, so 6.7 counts as vmx-14.
+    (6, 7): 14,
+    (7, 0, 0): 17,
+    (7, 0, 1): 18,
+    (7, 0, 2): 19,
+    (7, 0, 3): 19,
+    (8, 0, 0): 20,
+    (8, 0, 1): 20,
+    (8, 0, 2): 21,
+    (8, 0, 3): 21,
+}
+
+
+def max_hardware_version(esxi_version: str) -> int | None:
+    """Return the highest ``vmx-N`` an ESXi release runs, or None for a version missing from the table."""
+    try:
+        parts = tuple(int(part) for part in esxi_version.split(".")[:3])
+    except ValueError:
+        return None
+
+    return ESXI_MAX_HARDWARE_VERSION.get(parts) or ESXI_MAX_HARDWARE_VERSION.get(parts[:2])
+
+
+@dataclasses.dataclass(frozen=True)
+class TemplateState:
+    """The worker VM template as vCenter reports it."""
+
+    path: str
+    is_template: bool
+    firmware: str
+    hardware_version: str
+    secure_boot: bool
+
+
+def read_template(service_instance: vim.ServiceInstance, path: str) -> TemplateState | None:
+    """Read the template at an inventory path in three round trips; None when nothing is there."""
+    content = service_instance.content
+    vm = content.searchIndex.FindByInventoryPath(path)
+    if vm is None or not isinstance(vm, vim.VirtualMachine):
+        return None
+
+    config = vm.config
+    boot = config.bootOptions if config else None
+
+    return TemplateState(
+        path=path,
+        is_template=bool(config and config.template),
+        firmware=str(config.firmware) if config else "",
+        hardware_version=str(config.version) if config else "",
+        secure_boot=bool(boot and boot.efiSecureBootEnabled),
+    )
+
+
 def find_host(hosts: Mapping[str, HostState], name: str) -> HostState:
     host = hosts.get(name)
     if host is None:

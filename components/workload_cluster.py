@@ -26,6 +26,7 @@ class TanzuWorkloadCluster(pulumi.ComponentResource):
         *,
         site: SiteConfig,
         profile: GpuProfile,
+        facts: dict[str, Any],
         passthrough: pulumi.Input[list[dict[str, Any]]],
         connection: pulumi.Input[dict[str, Any]],
         opts: pulumi.ResourceOptions | None = None,
@@ -39,6 +40,7 @@ class TanzuWorkloadCluster(pulumi.ComponentResource):
             profile.gpu_memory_gb,
             profile.required_mmio_size_gb,
             tkg_variables.custom_vmx_keys(profile),
+            profile.needs_64bit_mmio,
         )
         self.config = ClusterConfig(
             f"{name}-config",
@@ -48,6 +50,7 @@ class TanzuWorkloadCluster(pulumi.ComponentResource):
             variables=variables,
             worker=worker,
             spare_worker_slots=profile.spare_worker_slots,
+            site_facts=facts,
             passthrough=passthrough,
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -83,3 +83,13 @@ def inventory(gpus_per_host: int = 2, pair: tuple[int, int] = A100_80, hosts: in
         )
 
     return result
+
+
+def template(firmware: str = "efi", hardware_version: str = "vmx-17") -> vsphere.TemplateState:
+    return vsphere.TemplateState(
+        path="/dc-lab/vm/tkg-ubuntu-2204-gpu",
+        is_template=True,
+        firmware=firmware,
+        hardware_version=hardware_version,
+        secure_boot=False,
+    )

@@ -82,3 +82,13 @@ def test_allow_list_only_t4():
 def test_catalogue_device_ids_unique():
     ids = [device for model in gpu_catalog.GPU_MODELS for device in model.device_ids]
     assert len(ids) == len(set(ids))
+
+
+@pytest.mark.parametrize(
+    ("esxi", "expected"),
+    [("6.5.0", 13), ("6.7.0", 14), ("7.0.0", 17), ("7.0.1", 18), ("7.0.3", 19), ("8.0.0", 20), ("8.0.2", 21), ("8.0.3", 21), ("9.9.9", None), ("", None)],
+)
+def test_esxi_max_hardware_version(esxi, expected):
+    from components import vsphere
+
+    assert vsphere.max_hardware_version(esxi) == expected

@@ -6,7 +6,8 @@ import pulumi
 import pytest
 
 from components import config, gpu_profile
-from tests.unit.sites import inventory, site_dict
+from tests.unit.sites import inventory as hosts_inventory
+from tests.unit.sites import site_dict, template
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -36,25 +37,16 @@ def mocks():
 
 
 def build_stack():
-    from components.passthrough import GpuPassthroughHost
-    from components.workload_cluster import TanzuWorkloadCluster
+    from components.site import SiteInventory
+    from components.site_stack import declare_site
 
     site = config.parse_site_config(site_dict())
-    profile = gpu_profile.build_profile(site, inventory())
+    inventory = SiteInventory(hosts=hosts_inventory(), template=template())
+    profile = gpu_profile.build_profile(site, inventory.hosts)
     connection = pulumi.Output.secret({"server": "127.0.0.1:1", "username": "u", "password": "p", "insecure": True})
-    hosts = [
-        GpuPassthroughHost(name, host=name, pci_addresses=list(profile.site_devices[name]), connection=connection)
-        for name in site.hosts
-    ]
-    passthrough = pulumi.Output.all(*[host.passthrough_states() for host in hosts]).apply(
-        lambda groups: [state for group in groups for state in group]
-    )
-    cluster = TanzuWorkloadCluster(
-        site.cluster.name, site=site, profile=profile, passthrough=passthrough, connection=connection,
-        opts=pulumi.ResourceOptions(depends_on=hosts),
-    )
+    resources = declare_site(site, inventory, profile, connection)
 
-    return hosts, cluster
+    return list(resources.hosts.values()), resources.cluster
 
 
 @pulumi.runtime.test
@@ -84,6 +76,9 @@ def test_cluster_config_carries_policy_inputs(mocks):
         assert inputs["ignore_pci_devices_allow_list"] is True
         assert len(inputs["passthrough"]) == 4
         assert all(device["active"] for device in inputs["passthrough"])
+        assert inputs["site"]["max_hardware_version"] == 21
+        assert inputs["site"]["template"]["firmware"] == "efi"
+        assert inputs["worker"]["needs_64bit_mmio"] is True
 
     return cluster.variables.apply(check)
 

@@ -138,3 +138,37 @@ def test_host_outside_compute_cluster():
     raw = site_dict(vcenter={"computeCluster": "other-cluster"})
     with pytest.raises(config.ConfigError, match=r"esxi-01.lab.local \(gpu-cluster\).*not in cluster other-cluster"):
         render(raw, inventory())
+
+
+def test_worker_memory_above_host_memory():
+    with pytest.raises(config.ConfigError, match=r"tkg-gpu:cluster.workerMemoryMib: 1048576 MiB is more than the largest host's memory \(524288 MiB\)"):
+        render(site_dict(cluster={"workerMemoryMib": 1048576}), inventory())
+
+
+def test_host_memory_limits_worker_slots():
+    """Two 300 GiB workers cannot share a 512 GiB host even with two free GPUs on it."""
+    with pytest.raises(config.ConfigError, match=r"esxi-01.lab.local: 1, esxi-02.lab.local: 1"):
+        render(site_dict(cluster={"workerCount": 3, "workerMemoryMib": 300 * 1024}), inventory())
+
+
+def test_registry_variables():
+    ca = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg=="
+    variables = render(site_dict(registry={"repository": "harbor.edge01.example.com/tkg", "caCertificate": ca}), inventory())
+    assert variables["TKG_CUSTOM_IMAGE_REPOSITORY"] == "harbor.edge01.example.com/tkg"
+    assert variables["TKG_CUSTOM_IMAGE_REPOSITORY_CA_CERTIFICATE"] == ca
+    assert variables["TKG_CUSTOM_IMAGE_REPOSITORY_SKIP_TLS_VERIFY"] is False
+
+
+@pytest.mark.parametrize(
+    ("registry", "fragment"),
+    [
+        ({"repository": "https://harbor.example.com/tkg"}, "host[:port]/project"),
+        ({"repository": "harbor.example.com"}, "host[:port]/project"),
+        ({"repository": "harbor.example.com/tkg", "caCertificate": "not base64!"}, "base64 encoding of a PEM"),
+        ({"repository": "harbor.example.com/tkg", "caCertificate": "aGVsbG8="}, "base64 encoding of a PEM"),
+    ],
+)
+def test_registry_rejects(registry, fragment):
+    with pytest.raises(config.ConfigError, match="tkg-gpu:registry") as caught:
+        config.parse_site_config(site_dict(registry=registry))
+    assert fragment in str(caught.value)
