@@ -14,7 +14,7 @@ from components.i18n import _
 
 @dataclasses.dataclass(frozen=True)
 class GpuProfile:
-    """What one GPU worker VM carries, and which passthrough devices of the site back it."""
+    """GPU set of one worker VM, and the site's passthrough devices that back such VMs."""
 
     worker_pairs: tuple[tuple[int, int], ...]
     """Vendor:device pair of each GPU in one worker VM, unsigned."""
@@ -46,7 +46,8 @@ class GpuProfile:
 def build_profile(site: SiteConfig, hosts: Mapping[str, vsphere.HostState]) -> GpuProfile:
     """Match the configured GPU selection against the devices found on the site's hosts.
 
-    Raises ConfigError when a host is missing or the hosts do not have enough matching GPUs.
+    Raises ConfigError when a host is missing or outside the compute cluster, or when the hosts'
+    GPUs and memory cannot back every worker VM.
     """
     missing = [name for name in site.hosts if name not in hosts]
     if missing:
