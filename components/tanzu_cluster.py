@@ -81,9 +81,10 @@ class TanzuClusterProvider(dynamic.ResourceProvider):
         old_count = (olds.get("variables") or {}).get("WORKER_MACHINE_COUNT")
         new_count = news["variables"].get("WORKER_MACHINE_COUNT")
         if old_count != new_count:
+            # Numbers come back from the state as floats, and the CLI's integer flag rejects "2.0".
             tanzu_cli.run(
                 cli,
-                ["cluster", "scale", name, "--worker-machine-count", str(new_count), "--namespace", namespace],
+                ["cluster", "scale", name, "--worker-machine-count", str(int(new_count)), "--namespace", namespace],
                 timeout=duration_seconds(news["create_timeout"]),
             )
 

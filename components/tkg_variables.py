@@ -99,9 +99,18 @@ def render_variables(site: SiteConfig, profile: GpuProfile) -> Variables:
 def render_config_file(variables: Variables, password: str) -> str:
     """Render the YAML file for ``tanzu cluster create -f``, with the password in TKG's encoded form."""
     encoded = base64.b64encode(password.encode()).decode()
-    document: dict[str, Any] = {**variables, "VSPHERE_PASSWORD": f"<encoded:{encoded}>"}
+    document: dict[str, Any] = {key: _integral(value) for key, value in variables.items()}
+    document["VSPHERE_PASSWORD"] = f"<encoded:{encoded}>"
 
     return yaml.safe_dump(document, sort_keys=True, default_flow_style=False)
+
+
+def _integral(value: Any) -> Any:
+    """Turn 2.0 back into 2: Pulumi returns every number from the state as a float, and TKG parses integers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+
+    return value
 
 
 def render_golden(variables: Variables) -> str:

@@ -91,9 +91,6 @@ class Stack:
         """Set a secret from stdin, so the value never appears on a command line."""
         self.run("config", "set", "--secret", key, stdin=value)
 
-    def set_object(self, key: str, value: Any) -> None:
-        self.run("config", "set", "--json", key, json.dumps(value))
-
     def outputs(self, *, show_secrets: bool = False) -> dict[str, Any]:
         args = ["stack", "output", "--json"] + (["--show-secrets"] if show_secrets else [])
         return json.loads(self.run(*args).stdout or "{}")

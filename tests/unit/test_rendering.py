@@ -172,3 +172,11 @@ def test_registry_rejects(registry, fragment):
     with pytest.raises(config.ConfigError, match="tkg-gpu:registry") as caught:
         config.parse_site_config(site_dict(registry=registry))
     assert fragment in str(caught.value)
+
+
+def test_config_file_counts_are_integers():
+    """Numbers read back from the Pulumi state are floats; the file must still say 2, not 2.0."""
+    variables = dict(render(*CASES["dev-a100"]))
+    variables["WORKER_MACHINE_COUNT"] = 2.0
+    text = tkg_variables.render_config_file(variables, "pw")
+    assert "WORKER_MACHINE_COUNT: 2\n" in text

@@ -155,6 +155,22 @@ def _node_pool_command() -> Command:
     )
 
 
+def _scale_command() -> Command:
+    return Command(
+        name="scale",
+        use="scale CLUSTER_NAME",
+        short="Scale a cluster",
+        flags=(
+            Flag("worker-machine-count", "w", "int32", 0, "New number of worker machines; 0 leaves it unchanged"),
+            Flag("controlplane-machine-count", "c", "int32", 0, "New number of control plane machines, odd; 0 leaves it unchanged"),
+            Flag("node-pool-name", "p", usage="Node pool that -w applies to (default: spread over all node pools)"),
+            Flag("namespace", "n", usage=NAMESPACE_USAGE),
+        ),
+        args_rule=exact_args(1),
+        run=commands.run_scale,
+    )
+
+
 def _stub(name: str, short: str) -> Command:
     return Command(name=name, use=f"{name} CLUSTER_NAME", short=f"{short} (not implemented by the test double)", run=commands.not_implemented)
 
@@ -175,7 +191,7 @@ def build_tree() -> Command:
         _list_command(),
         _delete_command(),
         _stub("upgrade", "Upgrade a cluster"),
-        _stub("scale", "Scale a cluster"),
+        _scale_command(),
         _stub("machinehealthcheck", "MachineHealthCheck operations for a cluster"),
         _stub("credentials", "Update credentials for a cluster"),
         _kubeconfig_command(),

@@ -16,6 +16,7 @@ from .nodepool import delete_node_pool, parse_node_pool, set_node_pool
 from .output import cluster_tree, render_json, render_table, render_yaml, write_stdout
 from .progress import ProgressLog
 from .render import dry_run_documents, dump_documents
+from .scale import ScaleRequest, scale_cluster, validate_request
 from .state import StateStore, now_iso, state_dir_from_env
 from .validation import KNOWN_TKRS, build_cluster_spec, read_credentials, tkr_version
 
@@ -224,6 +225,21 @@ def run_delete(invocation: Invocation) -> int:
     if update_record(store, namespace, name, mark) is None:
         raise CliError(f"cluster '{name}' not found in namespace '{namespace}'")
     log.info(f"Workload cluster '{name}' is being deleted")
+    return 0
+
+
+def run_scale(invocation: Invocation) -> int:
+    log = _log(invocation)
+    name = invocation.args[0]
+    namespace = str(invocation.get("namespace") or "default")
+    request = ScaleRequest(
+        worker_count=int(invocation.get("worker_machine_count") or 0),  # type: ignore[arg-type]
+        control_plane_count=int(invocation.get("controlplane_machine_count") or 0),  # type: ignore[arg-type]
+        pool_name=str(invocation.get("node_pool_name") or ""),
+    )
+    validate_request(request)
+    store = _open_store(log)
+    scale_cluster(store, namespace, name, request, log, dict(os.environ))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Cluster creation in vCenter and the delayed completion of deletions.
+"""Cluster creation in vCenter, the VM build steps it shares with `scale`, and deletions.
 
 `create` blocks like TKG's: it returns after every VM is powered on, or fails with vCenter's
 fault text. VMs that were made before a failure stay in vCenter and in the record, and the
@@ -7,7 +7,8 @@ cannot start stays in the management cluster.
 
 `delete` only marks a record. Every later invocation of the double first calls reconcile(),
 which finishes deletions whose delay (TANZU_DOUBLE_DELETE_DELAY_SECONDS, default 2) has
-passed: it destroys the cluster's VMs and removes the record. The double keeps no vCenter
+passed and whose create or scale process has ended: it destroys the cluster's VMs and removes
+the record. The same step destroys VMs that a scale-down queued. The double keeps no vCenter
 password, so that step logs in with TANZU_DOUBLE_VSPHERE_USERNAME and
 TANZU_DOUBLE_VSPHERE_PASSWORD from the environment of the invocation, standing in for the
 credentials a real management cluster keeps. Without them the cluster stays `deleting`, and every
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 from . import records
@@ -26,7 +28,7 @@ from .endpoint import Connection
 from .errors import CliError
 from .progress import ProgressLog
 from .state import StateStore, now_iso
-from .validation import ClusterSpec, MachineSpec, VSphereCredentials
+from .validation import ClusterSpec, MachineSpec, VSphereCredentials, VSphereTarget
 
 if TYPE_CHECKING:  # pyVmomi loads only for commands that talk to vCenter
     from .vsphere import Inventory
@@ -83,6 +85,7 @@ def reconcile(store: StateStore, log: ProgressLog, environ: dict[str, str]) -> N
             record["phase"] == "deleting"
             and now >= record.get("deleteRequestedEpoch", 0) + delay
             and not records.create_in_progress(record)
+            and not records.scale_in_progress(record)
         )
         pending = list(record.get("pendingVmDeletions") or [])
         if not due and not pending:
@@ -125,43 +128,76 @@ def _destroy(record: dict, vm_ids: list[str], log: ProgressLog, environ: dict[st
 def _machine_plans(spec: ClusterSpec) -> list[tuple[str, str, str | None, MachineSpec]]:
     """List every VM of the cluster as (VM name, role, pool, machine spec), control plane first."""
     plans = [
-        (f"{spec.name}-control-plane-{records.random_suffix()}", "control-plane", None, spec.control_plane)
+        (records.new_machine_name(spec.name, None), "control-plane", None, spec.control_plane)
         for _ in range(spec.control_plane_count)
     ]
     for pool in spec.pools:
         plans += [
-            (f"{spec.name}-{pool.name}-{records.random_suffix()}", "worker", pool.name, spec.worker)
+            (records.new_machine_name(spec.name, pool.name), "worker", pool.name, spec.worker)
             for _ in range(pool.replicas)
         ]
     return plans
 
 
-class _MachineWriter:
-    """Writer of one machine's progress into the cluster record."""
+@dataclass(frozen=True)
+class MachineBuild:
+    """One VM to build: its machine entry in the record, its size and GPU settings, its placement."""
 
-    def __init__(self, store: StateStore, spec: ClusterSpec, machine: dict):
+    machine: dict
+    spec: MachineSpec
+    target: VSphereTarget
+
+
+class InventoryCache:
+    """Inventory objects per placement, resolved once per vCenter session."""
+
+    def __init__(self, service_instance: object):
+        self.service_instance = service_instance
+        self.known: dict[VSphereTarget, Inventory] = {}
+
+    def get(self, target: VSphereTarget) -> "Inventory":
+        """Return the inventory of `target`. Raises VCenterError with vCenter's fault text."""
+        from .vsphere import CALL_ERRORS, VCenterError, fault_text, find_inventory
+
+        if target not in self.known:
+            try:
+                self.known[target] = find_inventory(self.service_instance, target)
+            except CALL_ERRORS as error:
+                raise VCenterError(f"reading the vCenter inventory failed: {fault_text(error)}") from None
+        return self.known[target]
+
+
+class MachineWriter:
+    """Writer of one machine's progress into its cluster record."""
+
+    def __init__(self, store: StateStore, namespace: str, cluster_name: str, machine_name: str):
         self.store = store
-        self.spec = spec
-        self.name = machine["name"]
-        update_record(store, spec.namespace, spec.name, lambda record: record["machines"].append(machine))
+        self.namespace = namespace
+        self.cluster_name = cluster_name
+        self.name = machine_name
 
     def update(self, **fields: object) -> None:
         def mutate(record: dict) -> None:
             for machine in record["machines"]:
                 if machine["name"] == self.name:
                     machine.update(fields)
+                    return
+            # A scale-down or node-pool change removed the machine while it was being built,
+            # so its new VM is queued for deletion instead of being lost.
+            if fields.get("vmId"):
+                record.setdefault("pendingVmDeletions", []).append(fields["vmId"])
 
-        update_record(self.store, self.spec.namespace, self.spec.name, mutate)
+        update_record(self.store, self.namespace, self.cluster_name, mutate)
 
 
-def _cluster_deleting(store: StateStore, spec: ClusterSpec) -> bool:
+def _cluster_deleting(store: StateStore, namespace: str, name: str) -> bool:
     with store.locked():
-        record = store.load(spec.namespace, spec.name)
+        record = store.load(namespace, name)
     return record is None or record["phase"] == "deleting"
 
 
 def _build_machine(
-    inventory: "Inventory", writer: _MachineWriter, machine: MachineSpec, log: ProgressLog, deadline: float
+    inventory: "Inventory", writer: MachineWriter, machine: MachineSpec, log: ProgressLog, deadline: float
 ) -> str | None:
     """Clone, configure and power on one VM. Returns a failure description, or None."""
     from .vsphere import VCenterError, attach_pci_devices, clone_machine, power_on, upgrade_hardware
@@ -192,6 +228,45 @@ def _build_machine(
     writer.update(phase="Running")
     log.info(f"VM '{name}' is powered on")
     return None
+
+
+def build_machines(
+    store: StateStore,
+    namespace: str,
+    cluster_name: str,
+    builds: list[MachineBuild],
+    inventories: InventoryCache,
+    log: ProgressLog,
+    deadline: float,
+    add_to_record: bool,
+) -> list[str]:
+    """Build VMs one after another, continuing after failures as CAPI does. Returns the failures.
+
+    Create passes `add_to_record`, so each machine entry joins the record just before its VM is
+    built. Scale has already added the entries. Building stops when the cluster is being deleted.
+    """
+    if not builds:
+        return []  # keeps pyVmomi unloaded when there is nothing to build
+    from .vsphere import VCenterError
+
+    failures: list[str] = []
+    for build in builds:
+        if _cluster_deleting(store, namespace, cluster_name):
+            log.info(f"cluster '{cluster_name}' is being deleted; no more VMs are created")
+            break
+        if add_to_record:
+            update_record(store, namespace, cluster_name, lambda record, entry=build.machine: record["machines"].append(entry))
+        writer = MachineWriter(store, namespace, cluster_name, build.machine["name"])
+        try:
+            inventory = inventories.get(build.target)
+        except VCenterError as error:
+            writer.update(phase="Failed", reason="CloningFailed", message=str(error))
+            failures.append(str(error))
+            continue
+        failure = _build_machine(inventory, writer, build.spec, log, deadline)
+        if failure:
+            failures.append(failure)
+    return failures
 
 
 def _warn_on_shared_endpoint(store: StateStore, spec: ClusterSpec, log: ProgressLog) -> None:
@@ -228,23 +303,6 @@ def _register_cluster(
         store.save(records.new_record(spec, connection, environ))
 
 
-def _build_machines(
-    store: StateStore, spec: ClusterSpec, inventory: "Inventory", log: ProgressLog, deadline: float
-) -> tuple[list[str], int]:
-    """Build every VM, continuing after failures as CAPI does. Returns (failures, planned count)."""
-    plans = _machine_plans(spec)
-    failures: list[str] = []
-    for vm_name, role, pool, machine in plans:
-        if _cluster_deleting(store, spec):
-            log.info(f"cluster '{spec.name}' is being deleted; no more VMs are created")
-            break
-        writer = _MachineWriter(store, spec, records.new_machine(vm_name, role, pool))
-        failure = _build_machine(inventory, writer, machine, log, deadline)
-        if failure:
-            failures.append(failure)
-    return failures, len(plans)
-
-
 def create_cluster(
     spec: ClusterSpec,
     credentials: VSphereCredentials,
@@ -254,20 +312,23 @@ def create_cluster(
     environ: dict[str, str] | None = None,
 ) -> None:
     """Create the cluster's VMs and record the cluster. Raises CliError when it fails."""
-    from .vsphere import CALL_ERRORS, VCenterError, connect, disconnect, fault_text, find_inventory
+    from .vsphere import connect, disconnect
 
     environ = dict(os.environ) if environ is None else environ
     deadline = time.monotonic() + timeout_seconds
     connection = Connection(spec.vsphere.server, spec.vsphere.insecure, spec.vsphere.thumbprint)
     service_instance = connect(connection, credentials)
     try:
-        try:
-            inventory = find_inventory(service_instance, spec.vsphere)
-        except CALL_ERRORS as error:
-            raise VCenterError(f"reading the vCenter inventory failed: {fault_text(error)}") from None
+        inventories = InventoryCache(service_instance)
+        inventories.get(spec.vsphere)  # an unknown inventory object fails before anything is recorded
         _register_cluster(store, spec, connection, log, environ)
         log.info(f"creating workload cluster '{spec.name}'...")
-        failures, planned = _build_machines(store, spec, inventory, log, deadline)
+        builds = [
+            MachineBuild(records.new_machine(vm_name, role, pool), machine, spec.vsphere)
+            for vm_name, role, pool, machine in _machine_plans(spec)
+        ]
+        failures = build_machines(store, spec.namespace, spec.name, builds, inventories, log, deadline, add_to_record=True)
+        planned = len(builds)
     finally:
         disconnect(service_instance)
 

@@ -11,8 +11,9 @@ machine_deployment_cc.go):
   start as copies of the cluster-wide variables, so cluster-wide customVMXKeys travel along.
 - Updating an existing pool only changes replicas, class, tkrResolver, labels and taints.
 
-The double creates no VMs for node pools: new replicas appear as simulated machines that are
-ready at once. Removing replicas or a pool queues the VMs behind them for deletion.
+`node-pool set` creates no VMs: new replicas appear as simulated machines that are ready at
+once (`cluster scale` does build VMs for new replicas). Removing replicas or a pool queues the
+VMs behind them for deletion.
 """
 
 from __future__ import annotations
@@ -130,31 +131,16 @@ def parse_node_pool(text: str, source: str) -> dict:
     return pool
 
 
-def _cluster_variable(record: dict, name: str) -> dict | None:
-    for variable in record["topology"].get("variables", []):
-        if variable["name"] == name:
-            return variable
-    return None
-
-
 def _override(record: dict, deployment: dict, name: str) -> dict:
     """Return the pool's override of variable `name`, created as a copy of the cluster-wide value."""
     overrides = deployment.setdefault("variables", {}).setdefault("overrides", [])
     for variable in overrides:
         if variable["name"] == name:
             return variable
-    cluster_value = _cluster_variable(record, name)
+    cluster_value = records.topology_variable(record, name)
     variable = copy.deepcopy(cluster_value) if cluster_value else {"name": name, "value": None}
     overrides.append(variable)
     return variable
-
-
-def _pool_variable_value(record: dict, deployment: dict, name: str) -> object:
-    for variable in (deployment.get("variables") or {}).get("overrides") or []:
-        if variable["name"] == name:
-            return variable.get("value")
-    cluster_value = _cluster_variable(record, name)
-    return cluster_value.get("value") if cluster_value else None
 
 
 def _apply_new_pool_options(record: dict, deployment: dict, pool: dict) -> None:
@@ -225,7 +211,7 @@ def set_node_pool(record: dict, pool: dict, base_name: str) -> str:
     deployment.setdefault("variables", {}).setdefault("overrides", [])
 
     if "labels" in pool:
-        existing = _pool_variable_value(record, deployment, "nodePoolLabels")
+        existing = records.pool_variable_value(record, deployment, "nodePoolLabels")
         labels = list(existing) if isinstance(existing, list) else []
         labels += [{"key": key, "value": value} for key, value in pool["labels"].items()]
         _override(record, deployment, "nodePoolLabels")["value"] = labels
@@ -255,19 +241,7 @@ def _scale_machines(record: dict, pool: str, replicas: int) -> None:
     missing = replicas - len(machines)
     for _ in range(missing):
         record["machines"].append(
-            records.new_machine(f"{record['name']}-{pool}-{records.random_suffix()}", "worker", pool, simulated=True)
+            records.new_machine(records.new_machine_name(record["name"], pool), "worker", pool, simulated=True)
         )
-    if missing >= 0:
-        return
-    # Drop simulated machines first, then the newest VMs.
-    simulated = [machine for machine in machines if machine.get("simulated")]
-    backed = sorted(
-        (machine for machine in machines if not machine.get("simulated")),
-        key=lambda machine: machine["createdAt"],
-        reverse=True,
-    )
-    surplus = (simulated + backed)[:-missing]
-    for machine in surplus:
-        record["machines"].remove(machine)
-        if machine.get("vmId"):
-            record.setdefault("pendingVmDeletions", []).append(machine["vmId"])
+    if missing < 0:
+        records.remove_surplus_machines(record, machines, -missing)

@@ -1,8 +1,9 @@
 """Cluster records: creation from a ClusterSpec, derived status, and the CAPI-shaped views.
 
 A record is a JSON object that state.py stores. Its fields:
-- name, namespace, uid, and phase (creating, running, createStalled or deleting).
+- name, namespace, uid, and phase (creating, running, createStalled, updating or deleting).
 - createdAt, createdEpoch, creatorPid and createFinished, written by `cluster create`.
+- scalePid: id of the `cluster scale` process that is building VMs, present only meanwhile.
 - deleteRequestedAt and deleteRequestedEpoch, written by `cluster delete`.
 - plan, tkr, kubernetesVersion, labels, annotations, controlPlaneEndpoint, workloadServer,
   workerRolloutStrategy.
@@ -71,6 +72,12 @@ def new_record(spec: ClusterSpec, connection: Connection, environ: dict[str, str
     }
 
 
+def new_machine_name(cluster_name: str, pool: str | None) -> str:
+    """Name a new VM like CAPI names Machines: control-plane machines without a pool, workers by pool."""
+    middle = "control-plane" if pool is None else pool
+    return f"{cluster_name}-{middle}-{random_suffix()}"
+
+
 def new_machine(name: str, role: str, pool: str | None, simulated: bool = False) -> dict:
     return {
         "name": name,
@@ -100,6 +107,10 @@ def create_in_progress(record: dict) -> bool:
     return not record.get("createFinished") and process_alive(record.get("creatorPid", 0))
 
 
+def scale_in_progress(record: dict) -> bool:
+    return bool(record.get("scalePid")) and process_alive(record["scalePid"])
+
+
 def machine_deployments(record: dict) -> list[dict]:
     return record["topology"]["workers"]["machineDeployments"]
 
@@ -112,8 +123,59 @@ def control_plane_machines(record: dict) -> list[dict]:
     return [machine for machine in record["machines"] if machine["role"] == "control-plane"]
 
 
+def control_plane_replicas(record: dict) -> int:
+    return int(record["topology"]["controlPlane"]["replicas"])
+
+
+def topology_variable(record: dict, name: str) -> dict | None:
+    """Return the cluster-wide entry {name, value} of a topology variable, or None."""
+    for variable in record["topology"].get("variables", []):
+        if variable["name"] == name:
+            return variable
+    return None
+
+
+def pool_variable_value(record: dict, deployment: dict, name: str) -> object:
+    """Return the value of a variable for one pool: its override, else the cluster-wide value."""
+    for variable in (deployment.get("variables") or {}).get("overrides") or []:
+        if variable["name"] == name:
+            return variable.get("value")
+    cluster_value = topology_variable(record, name)
+    return cluster_value.get("value") if cluster_value else None
+
+
+def machines_settled(record: dict) -> bool:
+    """Return whether every machine runs and each group has exactly its desired count."""
+    if any(machine["phase"] != "Running" for machine in record["machines"]):
+        return False
+    if len(control_plane_machines(record)) != control_plane_replicas(record):
+        return False
+    return all(
+        len(pool_machines(record, deployment["name"])) == int(deployment.get("replicas", 0))
+        for deployment in machine_deployments(record)
+    )
+
+
+def remove_surplus_machines(record: dict, machines: list[dict], surplus: int, newest_first: bool = True) -> list[dict]:
+    """Remove `surplus` of `machines` from the record and queue their VMs for deletion.
+
+    Simulated machines go first, then machines that are not Running (Cluster API also deletes
+    unhealthy machines first), then by age. Node pools lose their newest machines, a stand-in
+    for the MachineSet's random choice. The control plane loses its oldest ones, as
+    KubeadmControlPlane does. Returns the removed machines.
+    """
+    by_age = sorted(machines, key=lambda machine: machine["createdAt"], reverse=newest_first)
+    ordered = sorted(by_age, key=lambda machine: (not machine.get("simulated"), machine["phase"] == "Running"))
+    removed = ordered[: max(surplus, 0)]
+    for machine in removed:
+        record["machines"].remove(machine)
+        if machine.get("vmId"):
+            record.setdefault("pendingVmDeletions", []).append(machine["vmId"])
+    return removed
+
+
 def control_plane_count(record: dict) -> str:
-    desired = record["topology"]["controlPlane"]["replicas"]
+    desired = control_plane_replicas(record)
     ready = sum(1 for machine in control_plane_machines(record) if machine["phase"] == "Running")
     return f"{ready}/{desired}"
 

@@ -14,7 +14,8 @@ import io
 
 import yaml
 
-from .validation import ClusterSpec, MachineSpec
+from .endpoint import Connection
+from .validation import ClusterSpec, MachineSpec, PciDevice, VSphereTarget
 
 CLUSTER_CLASS = "tkg-vsphere-default-v1.0.0"
 WORKER_CLASS = "tkg-worker"
@@ -41,6 +42,42 @@ def _pci_role(machine: MachineSpec) -> dict[str, object]:
     if machine.hardware_version:
         value["hardwareVersion"] = machine.hardware_version
     return value
+
+
+def machine_spec_from_variables(machine: dict, pci_role: dict | None) -> MachineSpec:
+    """Rebuild a MachineSpec from a `machine` value and a `pci` role value of the topology.
+
+    This inverts _machine_variable and _pci_role, so VMs added after create get the same
+    size, custom VMX keys, PCI devices and hardware version as the VMs made at create.
+    """
+    pci_role = pci_role or {}
+    return MachineSpec(
+        num_cpus=int(machine["numCPUs"]),
+        memory_mib=int(machine["memoryMiB"]),
+        disk_gib=int(machine["diskGiB"]),
+        custom_vmx_keys={str(key): str(value) for key, value in (machine.get("customVMXKeys") or {}).items()},
+        pci_devices=[
+            PciDevice(int(device["vendorId"]), int(device["deviceId"])) for device in pci_role.get("devices") or []
+        ],
+        hardware_version=pci_role.get("hardwareVersion"),
+    )
+
+
+def vsphere_target_from_variable(vcenter: dict, connection: Connection) -> VSphereTarget:
+    """Rebuild the placement of new VMs from a `vcenter` topology value and the stored connection."""
+    return VSphereTarget(
+        server=connection.server,
+        insecure=connection.insecure,
+        thumbprint=connection.thumbprint,
+        datacenter=str(vcenter["datacenter"]),
+        folder=str(vcenter["folder"]),
+        resource_pool=str(vcenter["resourcePool"]),
+        datastore=vcenter.get("datastore"),
+        storage_policy_id=vcenter.get("storagePolicyID"),
+        network=str(vcenter["network"]),
+        template=vcenter.get("template"),
+        clone_mode=str(vcenter.get("cloneMode") or "fullClone"),
+    )
 
 
 def topology_variables(spec: ClusterSpec) -> list[dict[str, object]]:

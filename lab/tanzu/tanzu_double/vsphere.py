@@ -135,15 +135,24 @@ def disconnect(service_instance: vim.ServiceInstance) -> None:
 
 
 def fault_text(fault: BaseException) -> str:
-    """vCenter's message of a fault, or the text of a connection error, or the fault type."""
+    """vCenter's message of a fault, or the text of a connection error, or the fault type.
+
+    The localized message comes first, followed by the fault's detail messages. govmomi's
+    simulator puts only the Go type name (such as *types.InsufficientResourcesFault) into the
+    localized message of a task error and keeps the explanation in faultMessage.
+    """
     if not isinstance(fault, vmodl.MethodFault):
         return (getattr(fault, "strerror", None) or str(fault) or type(fault).__name__).strip()
+    parts: list[str] = []
     message = getattr(fault, "msg", None)
     if message:
-        return str(message)
+        parts.append(str(message))
     for item in getattr(fault, "faultMessage", None) or []:
-        if getattr(item, "message", None):
-            return str(item.message)
+        detail = str(getattr(item, "message", None) or "")
+        if detail and detail not in parts:
+            parts.append(detail)
+    if parts:
+        return ": ".join(parts)
     return type(fault).__name__.rsplit(".", 1)[-1]
 
 

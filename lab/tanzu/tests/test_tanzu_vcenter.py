@@ -2,7 +2,11 @@
 
 Skipped unless TANZU_DOUBLE_TEST_VSPHERE_SERVER names the simulator (host:port). The other
 TANZU_DOUBLE_TEST_* variables below name its inventory; the defaults are the lab's vcsim-gpu
-names. The simulator must have a free device of TANZU_DOUBLE_TEST_PCI_DEVICES.
+names. The host of the template must have exactly TANZU_DOUBLE_TEST_FREE_DEVICES (default 2)
+free, passthrough-active devices of TANZU_DOUBLE_TEST_PCI_DEVICES. Other hosts do not count,
+because vcsim-gpu keeps a clone without PCI devices on the template's host, and the double adds
+the devices after the clone, as CAPV does. `vcsim-gpu --hosts 1 --gpus T4:2` with both T4s
+passthrough-enabled fits the defaults.
 """
 
 from __future__ import annotations
@@ -29,6 +33,12 @@ DATACENTER = setting("DATACENTER", "dc-lab")
 USERNAME = setting("USERNAME", "administrator@vsphere.local")
 PASSWORD = setting("PASSWORD", "lab-password")
 PCI_DEVICES = setting("PCI_DEVICES", "0x10DE:0x1EB8")
+FREE_DEVICES = int(setting("FREE_DEVICES", "2"))
+CREDENTIALS = {
+    "TANZU_DOUBLE_VSPHERE_USERNAME": USERNAME,
+    "TANZU_DOUBLE_VSPHERE_PASSWORD": PASSWORD,
+    "TANZU_DOUBLE_DELETE_DELAY_SECONDS": "0",
+}
 
 
 @pytest.fixture
@@ -97,11 +107,7 @@ def vm_facts(name_prefix: str) -> dict[str, dict]:
 
 
 def test_create_and_delete_gpu_cluster(tanzu, gpu_config):
-    credentials = {
-        "TANZU_DOUBLE_VSPHERE_USERNAME": USERNAME,
-        "TANZU_DOUBLE_VSPHERE_PASSWORD": PASSWORD,
-        "TANZU_DOUBLE_DELETE_DELAY_SECONDS": "0",
-    }
+    credentials = CREDENTIALS
     created = tanzu("cluster", "create", "-f", str(gpu_config))
     assert created.returncode == 0, created.stderr
     assert "Workload cluster 'e2e-gpu' created" in created.stderr
@@ -121,4 +127,55 @@ def test_create_and_delete_gpu_cluster(tanzu, gpu_config):
 
     assert tanzu("cluster", "delete", "e2e-gpu", "-y", env=credentials).returncode == 0
     assert tanzu("cluster", "list", "-o", "json", env=credentials).stdout == "[]"
+    assert vm_facts("e2e-gpu-") == {}
+
+
+def listed_cluster(tanzu) -> dict:
+    result = tanzu("cluster", "list", "-o", "json", env=CREDENTIALS)
+    assert result.returncode == 0, result.stderr
+    [info] = json.loads(result.stdout)
+    return info
+
+
+def test_scale_gpu_workers(tanzu, gpu_config):
+    """Scale-up clones workers like create, a worker without a free GPU fails the scale, scale-down queues VMs."""
+    created = tanzu("cluster", "create", "-f", str(gpu_config))
+    assert created.returncode == 0, created.stderr
+    try:
+        [first_name] = vm_facts("e2e-gpu-md-0-")
+
+        scaled = tanzu("cluster", "scale", "e2e-gpu", "-w", str(FREE_DEVICES), env=CREDENTIALS)
+        assert scaled.returncode == 0, scaled.stderr
+        assert scaled.stderr.rstrip("\n").endswith("Workload cluster 'e2e-gpu' is being scaled")
+        assert PASSWORD not in scaled.stderr + scaled.stdout
+        info = listed_cluster(tanzu)
+        assert (info["status"], info["workers"]) == ("running", f"{FREE_DEVICES}/{FREE_DEVICES}")
+
+        facts = vm_facts("e2e-gpu-md-0-")
+        assert len(facts) == FREE_DEVICES
+        first = facts.pop(first_name)
+        for name, added in facts.items():
+            assert added == first, name
+        assert first["version"] == "vmx-19"
+        assert first["locked"] is True
+
+        # One worker more than there are free GPUs: vCenter refuses its power-on.
+        too_many = tanzu("cluster", "scale", "e2e-gpu", "-w", str(FREE_DEVICES + 1), env=CREDENTIALS)
+        assert too_many.returncode == 1
+        assert "no free passthrough-active PCI device" in too_many.stderr
+        assert "1 of 1 new machines failed" in too_many.stderr
+        info = listed_cluster(tanzu)
+        assert (info["status"], info["workers"]) == ("updating", f"{FREE_DEVICES}/{FREE_DEVICES + 1}")
+        assert len(vm_facts("e2e-gpu-md-0-")) == FREE_DEVICES + 1
+
+        # Scaling down drops the failed machine first; the next invocation destroys its VM.
+        down = tanzu("cluster", "scale", "e2e-gpu", "-w", str(FREE_DEVICES - 1), env=CREDENTIALS)
+        assert down.returncode == 0, down.stderr
+        info = listed_cluster(tanzu)
+        assert (info["status"], info["workers"]) == ("running", f"{FREE_DEVICES - 1}/{FREE_DEVICES - 1}")
+        assert len(vm_facts("e2e-gpu-md-0-")) == FREE_DEVICES - 1
+    finally:
+        deleted = tanzu("cluster", "delete", "e2e-gpu", "-y", env=CREDENTIALS)
+        assert deleted.returncode == 0, deleted.stderr
+        assert tanzu("cluster", "list", "-o", "json", env=CREDENTIALS).stdout == "[]"
     assert vm_facts("e2e-gpu-") == {}
