@@ -13,6 +13,11 @@ import yaml
 
 from tanzu_double_testdata import BASE_CONFIG, GPU_SETTINGS, TANZU_BIN
 
+# The repository root, so that the vCenter tests can import the lab API (lab.lab) and components.vsphere.
+REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
+if str(REPOSITORY_ROOT) not in sys.path:
+    sys.path.append(str(REPOSITORY_ROOT))
+
 
 @dataclass
 class Result:

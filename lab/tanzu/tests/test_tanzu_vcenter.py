@@ -1,59 +1,139 @@
-"""End-to-end create and delete against a vCenter simulator on 127.0.0.1.
+"""End-to-end create, scale and delete against a vCenter simulator on 127.0.0.1.
 
-Skipped unless TANZU_DOUBLE_TEST_VSPHERE_SERVER names the simulator (host:port). The other
-TANZU_DOUBLE_TEST_* variables below name its inventory; the defaults are the lab's vcsim-gpu
-names. The host of the template must have exactly TANZU_DOUBLE_TEST_FREE_DEVICES (default 2)
-free, passthrough-active devices of TANZU_DOUBLE_TEST_PCI_DEVICES. Other hosts do not count,
-because vcsim-gpu keeps a clone without PCI devices on the template's host, and the double adds
-the devices after the clone, as CAPV does. `vcsim-gpu --hosts 1 --gpus T4:2` with both T4s
-passthrough-enabled fits the defaults.
+Without TANZU_DOUBLE_TEST_VSPHERE_SERVER, the module starts its own vcsim-gpu through the lab API:
+one host with two T4s, both passthrough-enabled, and a random password. `make test` puts vcsim-gpu
+on PATH, and the tests fail when it is missing.
+
+TANZU_DOUBLE_TEST_VSPHERE_SERVER (host:port on the loopback address) selects an external
+simulator instead. Only with it, the other TANZU_DOUBLE_TEST_* variables below set its login and
+inventory names, and the defaults are the lab's vcsim-gpu names. The host of the template must
+have exactly TANZU_DOUBLE_TEST_FREE_DEVICES (default 2) free, passthrough-active devices of
+TANZU_DOUBLE_TEST_PCI_DEVICES. Other hosts do not count, because vcsim-gpu keeps a clone without
+PCI devices on the template's host, and the double adds the devices after the clone, as CAPV does.
+`vcsim-gpu --hosts 1 --gpus T4:2` with both T4s passthrough-enabled fits the defaults.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import secrets
+import shutil
 import ssl
 
 import pytest
 import yaml
 
-SERVER = os.environ.get("TANZU_DOUBLE_TEST_VSPHERE_SERVER", "")
-pytestmark = pytest.mark.skipif(not SERVER, reason="TANZU_DOUBLE_TEST_VSPHERE_SERVER is not set")
+EXTERNAL_SERVER = os.environ.get("TANZU_DOUBLE_TEST_VSPHERE_SERVER", "")
 
-if SERVER and not SERVER.startswith(("127.0.0.1:", "localhost:", "[::1]:")):
+if EXTERNAL_SERVER and not EXTERNAL_SERVER.startswith(("127.0.0.1:", "localhost:", "[::1]:")):
     raise RuntimeError("TANZU_DOUBLE_TEST_VSPHERE_SERVER must be a simulator on the loopback address")
 
 
 def setting(name: str, default: str) -> str:
+    """Return TANZU_DOUBLE_TEST_<name> for an external simulator, and the vcsim-gpu default otherwise."""
+    if not EXTERNAL_SERVER:
+        return default
     return os.environ.get(f"TANZU_DOUBLE_TEST_{name}", default)
 
 
 DATACENTER = setting("DATACENTER", "dc-lab")
-USERNAME = setting("USERNAME", "administrator@vsphere.local")
-PASSWORD = setting("PASSWORD", "lab-password")
 PCI_DEVICES = setting("PCI_DEVICES", "0x10DE:0x1EB8")
 FREE_DEVICES = int(setting("FREE_DEVICES", "2"))
-CREDENTIALS = {
-    "TANZU_DOUBLE_VSPHERE_USERNAME": USERNAME,
-    "TANZU_DOUBLE_VSPHERE_PASSWORD": PASSWORD,
-    "TANZU_DOUBLE_DELETE_DELAY_SECONDS": "0",
-}
+
+# The simulator this module starts: one host whose two T4s (0x10DE:0x1EB8) fit the defaults above.
+LAB_HOSTS = 1
+LAB_GPU_COUNT = 2
+LAB_GPUS = f"T4:{LAB_GPU_COUNT}"
+LAB_GPU_DEVICE_ID = 0x1EB8
+
+
+@dataclasses.dataclass(frozen=True)
+class Simulator:
+    """Address and login of the vCenter simulator that the tests run against."""
+
+    server: str
+    username: str
+    password: str = dataclasses.field(repr=False)
+
+    @property
+    def credentials(self) -> dict[str, str]:
+        """Environment that lets the double log in to vCenter for scale and delete."""
+        return {
+            "TANZU_DOUBLE_VSPHERE_USERNAME": self.username,
+            "TANZU_DOUBLE_VSPHERE_PASSWORD": self.password,
+            "TANZU_DOUBLE_DELETE_DELAY_SECONDS": "0",
+        }
+
+
+def enable_gpu_passthrough(simulator: Simulator) -> None:
+    """Enable passthrough on every T4 of the lab and check that the hosts report it active."""
+    from components import vsphere
+
+    connection = vsphere.Connection(
+        server=simulator.server, username=simulator.username, password=simulator.password, insecure=True
+    )
+    with vsphere.connect(connection) as service_instance:
+        for host in vsphere.read_hosts(service_instance).values():
+            for device in host.devices:
+                if device.is_gpu and device.device_id == LAB_GPU_DEVICE_ID:
+                    vsphere.set_passthrough(host, device.pci_address, True)
+
+        flags = [
+            (device.enabled, device.active)
+            for host in vsphere.read_hosts(service_instance).values()
+            for device in host.devices
+            if device.is_gpu and device.device_id == LAB_GPU_DEVICE_ID
+        ]
+    assert flags == [(True, True)] * LAB_GPU_COUNT, f"T4 passthrough (enabled, active) after the change: {flags}"
+
+
+@pytest.fixture(scope="module")
+def vcenter(tmp_path_factory):
+    """Yield the external simulator if one is set, else start vcsim-gpu and stop it after the module."""
+    if EXTERNAL_SERVER:
+        yield Simulator(
+            EXTERNAL_SERVER,
+            setting("USERNAME", "administrator@vsphere.local"),
+            setting("PASSWORD", "lab-password"),
+        )
+        return
+
+    if shutil.which("vcsim-gpu") is None:
+        pytest.fail(
+            "vcsim-gpu not found on PATH; run these tests through `make test`, which builds it and puts it on PATH"
+            " (or set TANZU_DOUBLE_TEST_VSPHERE_SERVER to a simulator on 127.0.0.1)"
+        )
+
+    from lab.lab import Lab, LabSettings
+
+    password = secrets.token_hex(16)
+    settings = LabSettings(port=0, hosts=LAB_HOSTS, gpus=LAB_GPUS)
+    lab = Lab(tmp_path_factory.mktemp("vcenter-lab"), password, settings).start()
+    try:
+        simulator = Simulator(lab.server, settings.username, password)
+        enable_gpu_passthrough(simulator)
+        yield simulator
+    finally:
+        # Lab.stop signals the simulator by the process id of the child it started.
+        lab.stop()
 
 
 @pytest.fixture
-def gpu_config(tmp_path):
+def gpu_config(tmp_path, vcenter):
+    """Write the cluster configuration (mode 0600) and remove it afterwards, because it contains the password."""
     config = {
         "CLUSTER_NAME": "e2e-gpu",
         "CLUSTER_PLAN": "dev",
-        "VSPHERE_SERVER": SERVER,
-        "VSPHERE_USERNAME": USERNAME,
-        "VSPHERE_PASSWORD": PASSWORD,
+        "VSPHERE_SERVER": vcenter.server,
+        "VSPHERE_USERNAME": vcenter.username,
+        "VSPHERE_PASSWORD": vcenter.password,
         "VSPHERE_INSECURE": True,
         "VSPHERE_DATACENTER": DATACENTER,
         "VSPHERE_FOLDER": setting("FOLDER", f"/{DATACENTER}/vm"),
         "VSPHERE_RESOURCE_POOL": setting("RESOURCE_POOL", f"/{DATACENTER}/host/gpu-cluster/Resources"),
-        "VSPHERE_DATASTORE": setting("DATASTORE", "LocalDS_0"),
+        "VSPHERE_DATASTORE": setting("DATASTORE", "datastore1"),
         "VSPHERE_NETWORK": setting("NETWORK", "VM Network"),
         "VSPHERE_TEMPLATE": setting("TEMPLATE", "tkg-ubuntu-2204-gpu"),
         "VSPHERE_SSH_AUTHORIZED_KEY": "ssh-ed25519 AAAAC3Nza e2e@lab",
@@ -66,18 +146,20 @@ def gpu_config(tmp_path):
         "VSPHERE_WORKER_CUSTOM_VMX_KEYS": "pciPassthru.use64bitMMIO=TRUE,pciPassthru.64bitMMIOSizeGB=64",
     }
     path = tmp_path / "e2e.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path.touch(mode=0o600)
     os.chmod(path, 0o600)
-    return path
+    path.write_text(yaml.safe_dump(config))
+    yield path
+    path.unlink(missing_ok=True)
 
 
-def vm_facts(name_prefix: str) -> dict[str, dict]:
+def vm_facts(vcenter: Simulator, name_prefix: str) -> dict[str, dict]:
     from pyVim.connect import Connect, Disconnect
     from pyVmomi import vim
 
-    host, port = SERVER.rsplit(":", 1)
+    host, port = vcenter.server.rsplit(":", 1)
     service_instance = Connect(
-        host=host.strip("[]"), port=int(port), user=USERNAME, pwd=PASSWORD,
+        host=host.strip("[]"), port=int(port), user=vcenter.username, pwd=vcenter.password,
         sslContext=ssl._create_unverified_context(), version="vim.version.v8_0_2_0",
     )
     try:
@@ -106,17 +188,17 @@ def vm_facts(name_prefix: str) -> dict[str, dict]:
         Disconnect(service_instance)
 
 
-def test_create_and_delete_gpu_cluster(tanzu, gpu_config):
-    credentials = CREDENTIALS
+def test_create_and_delete_gpu_cluster(tanzu, gpu_config, vcenter):
+    credentials = vcenter.credentials
     created = tanzu("cluster", "create", "-f", str(gpu_config))
     assert created.returncode == 0, created.stderr
     assert "Workload cluster 'e2e-gpu' created" in created.stderr
-    assert PASSWORD not in created.stderr + created.stdout
+    assert vcenter.password not in created.stderr + created.stdout
 
     [info] = json.loads(tanzu("cluster", "list", "-o", "json").stdout)
     assert (info["status"], info["controlplane"], info["workers"]) == ("running", "1/1", "1/1")
 
-    facts = vm_facts("e2e-gpu-md-0-")
+    facts = vm_facts(vcenter, "e2e-gpu-md-0-")
     [worker] = facts.values()
     vendor, device = (int(part, 16) for part in PCI_DEVICES.split(",")[0].split(":"))
     assert worker["version"] == "vmx-19"
@@ -127,31 +209,31 @@ def test_create_and_delete_gpu_cluster(tanzu, gpu_config):
 
     assert tanzu("cluster", "delete", "e2e-gpu", "-y", env=credentials).returncode == 0
     assert tanzu("cluster", "list", "-o", "json", env=credentials).stdout == "[]"
-    assert vm_facts("e2e-gpu-") == {}
+    assert vm_facts(vcenter, "e2e-gpu-") == {}
 
 
-def listed_cluster(tanzu) -> dict:
-    result = tanzu("cluster", "list", "-o", "json", env=CREDENTIALS)
+def listed_cluster(tanzu, vcenter: Simulator) -> dict:
+    result = tanzu("cluster", "list", "-o", "json", env=vcenter.credentials)
     assert result.returncode == 0, result.stderr
     [info] = json.loads(result.stdout)
     return info
 
 
-def test_scale_gpu_workers(tanzu, gpu_config):
+def test_scale_gpu_workers(tanzu, gpu_config, vcenter):
     """Scale-up clones workers like create, a worker without a free GPU fails the scale, scale-down queues VMs."""
     created = tanzu("cluster", "create", "-f", str(gpu_config))
     assert created.returncode == 0, created.stderr
     try:
-        [first_name] = vm_facts("e2e-gpu-md-0-")
+        [first_name] = vm_facts(vcenter, "e2e-gpu-md-0-")
 
-        scaled = tanzu("cluster", "scale", "e2e-gpu", "-w", str(FREE_DEVICES), env=CREDENTIALS)
+        scaled = tanzu("cluster", "scale", "e2e-gpu", "-w", str(FREE_DEVICES), env=vcenter.credentials)
         assert scaled.returncode == 0, scaled.stderr
         assert scaled.stderr.rstrip("\n").endswith("Workload cluster 'e2e-gpu' is being scaled")
-        assert PASSWORD not in scaled.stderr + scaled.stdout
-        info = listed_cluster(tanzu)
+        assert vcenter.password not in scaled.stderr + scaled.stdout
+        info = listed_cluster(tanzu, vcenter)
         assert (info["status"], info["workers"]) == ("running", f"{FREE_DEVICES}/{FREE_DEVICES}")
 
-        facts = vm_facts("e2e-gpu-md-0-")
+        facts = vm_facts(vcenter, "e2e-gpu-md-0-")
         assert len(facts) == FREE_DEVICES
         first = facts.pop(first_name)
         for name, added in facts.items():
@@ -160,22 +242,22 @@ def test_scale_gpu_workers(tanzu, gpu_config):
         assert first["locked"] is True
 
         # One worker more than there are free GPUs: vCenter refuses its power-on.
-        too_many = tanzu("cluster", "scale", "e2e-gpu", "-w", str(FREE_DEVICES + 1), env=CREDENTIALS)
+        too_many = tanzu("cluster", "scale", "e2e-gpu", "-w", str(FREE_DEVICES + 1), env=vcenter.credentials)
         assert too_many.returncode == 1
         assert "no free passthrough-active PCI device" in too_many.stderr
         assert "1 of 1 new machines failed" in too_many.stderr
-        info = listed_cluster(tanzu)
+        info = listed_cluster(tanzu, vcenter)
         assert (info["status"], info["workers"]) == ("updating", f"{FREE_DEVICES}/{FREE_DEVICES + 1}")
-        assert len(vm_facts("e2e-gpu-md-0-")) == FREE_DEVICES + 1
+        assert len(vm_facts(vcenter, "e2e-gpu-md-0-")) == FREE_DEVICES + 1
 
         # Scaling down drops the failed machine first; the next invocation destroys its VM.
-        down = tanzu("cluster", "scale", "e2e-gpu", "-w", str(FREE_DEVICES - 1), env=CREDENTIALS)
+        down = tanzu("cluster", "scale", "e2e-gpu", "-w", str(FREE_DEVICES - 1), env=vcenter.credentials)
         assert down.returncode == 0, down.stderr
-        info = listed_cluster(tanzu)
+        info = listed_cluster(tanzu, vcenter)
         assert (info["status"], info["workers"]) == ("running", f"{FREE_DEVICES - 1}/{FREE_DEVICES - 1}")
-        assert len(vm_facts("e2e-gpu-md-0-")) == FREE_DEVICES - 1
+        assert len(vm_facts(vcenter, "e2e-gpu-md-0-")) == FREE_DEVICES - 1
     finally:
-        deleted = tanzu("cluster", "delete", "e2e-gpu", "-y", env=CREDENTIALS)
+        deleted = tanzu("cluster", "delete", "e2e-gpu", "-y", env=vcenter.credentials)
         assert deleted.returncode == 0, deleted.stderr
-        assert tanzu("cluster", "list", "-o", "json", env=CREDENTIALS).stdout == "[]"
-    assert vm_facts("e2e-gpu-") == {}
+        assert tanzu("cluster", "list", "-o", "json", env=vcenter.credentials).stdout == "[]"
+    assert vm_facts(vcenter, "e2e-gpu-") == {}
