@@ -8,6 +8,7 @@ from components.vsphere import VSphereError
 
 try:
     site_config = config.parse_site_config(site.read_raw_config())
+    site.check_tanzu_cli(site_config)
     inventory = site.read_inventory(site_config)
     profile = gpu_profile.build_profile(site_config, inventory.hosts)
 except (config.ConfigError, VSphereError) as error:

@@ -259,6 +259,14 @@ class ClusterSettings(_Model):
 
         return self
 
+    @model_validator(mode="after")
+    def _prod_plan_workers(self) -> ClusterSettings:
+        # tanzu-framework v0.29.0 rejects the prod plan with fewer than 3 workers at create time.
+        if self.plan == "prod" and self.worker_count < 3:
+            raise ValueError(_("the prod plan needs cluster.workerCount of at least 3; raise workerCount or use plan: dev"))
+
+        return self
+
     @field_validator("hardware_version")
     @classmethod
     def _hardware_version_format(cls, value: str) -> str:
@@ -283,9 +291,15 @@ class EdgeSettings(_Model):
     mhc_false_status_timeout: str | None = None
     mhc_unknown_status_timeout: str | None = None
 
-    _durations = field_validator(
-        "node_startup_timeout", "mhc_false_status_timeout", "mhc_unknown_status_timeout"
-    )(classmethod(lambda cls, value: _check_go_duration(value)))
+    @field_validator("node_startup_timeout", "mhc_false_status_timeout", "mhc_unknown_status_timeout")
+    @classmethod
+    def _health_check_duration(cls, value: str | None) -> str | None:
+        _check_go_duration(value)
+        # Cluster API's MachineHealthCheck webhook rejects timeouts under 30s other than 0 (off).
+        if value is not None and 0 < duration_seconds(value) < 30:
+            raise ValueError(_("must be 0s (off) or at least 30s, the Cluster API minimum"))
+
+        return value
 
 
 class TanzuSettings(_Model):
@@ -430,6 +444,17 @@ def _builtin_message(item: ErrorDetails) -> str:
     return item["msg"] if text is None else text
 
 
+# Values under these keys are never echoed: an unknown key may hold anything, including a password,
+# and an operator may paste a private key or certificate where the public one belongs.
+_UNECHOED_KEY_PARTS = ("password", "secret", "token", "sshauthorizedkey", "cacertificate", "privatekey")
+
+
+def _may_hold_secret(key: str) -> bool:
+    lowered = key.lower()
+
+    return any(part in lowered for part in _UNECHOED_KEY_PARTS)
+
+
 def format_validation_error(error: pydantic.ValidationError) -> str:
     """Render pydantic errors as ``tkg-gpu:<key>: <problem> (value: …)`` lines in camelCase key spelling."""
     lines = []
@@ -446,8 +471,9 @@ def format_validation_error(error: pydantic.ValidationError) -> str:
             message = _builtin_message(item)
 
         value = item.get("input")
+        hidden = item["type"] in ("missing", "extra_forbidden") or isinstance(value, dict) or _may_hold_secret(key)
         # TRANSLATORS: appended to an error line to show the rejected value.
-        shown = "" if item["type"] == "missing" or isinstance(value, dict) else _(" (value: {value!r})").format(value=value)
+        shown = "" if hidden else _(" (value: {value!r})").format(value=value)
         prefix = f"{NAMESPACE}:{key}" if key else NAMESPACE
         lines.append(f"{prefix}: {message}{shown}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from typing import Any
 
 import pulumi
@@ -81,6 +82,16 @@ def template_path(site: config.SiteConfig) -> str:
         return template
 
     return f"/{site.vcenter.datacenter}/vm/{template}"
+
+
+def check_tanzu_cli(site: config.SiteConfig) -> None:
+    """Fail before any resource when the tanzu CLI named in the stack cannot be run."""
+    if shutil.which(site.tanzu.cli) is None:
+        raise config.ConfigError(
+            _("tkg-gpu:tanzu.cli: {cli!r} not found on PATH; install the tanzu CLI or set a command name or an absolute path without arguments").format(
+                cli=site.tanzu.cli
+            )
+        )
 
 
 def read_inventory(site: config.SiteConfig) -> SiteInventory:

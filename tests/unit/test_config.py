@@ -33,6 +33,8 @@ def test_base_site_valid():
         ({"cluster": {"workerCount": 0}}, "tkg-gpu:cluster.workerCount", "greater than or equal to 1"),
         ({"site": {"kind": "branch"}}, "tkg-gpu:site.kind", "edge"),
         ({"cluster": {"wokerCount": 2}}, "tkg-gpu:cluster.wokerCount", "unknown setting"),
+        ({"cluster": {"plan": "prod", "workerCount": 2}}, "tkg-gpu:cluster", "prod plan needs"),
+        ({"edge": {"nodeStartupTimeout": "10s"}}, "tkg-gpu:edge.nodeStartupTimeout", "at least 30s"),
     ],
     ids=lambda value: value if isinstance(value, str) else None,
 )
@@ -71,3 +73,16 @@ def test_duration_seconds():
     assert config.duration_seconds("1h30m") == 5400
     with pytest.raises(ValueError, match="not a Go duration"):
         config.duration_seconds("90")
+
+
+def test_unknown_key_value_not_shown():
+    """An unknown key may hold a password, so its value never appears in the error."""
+    with pytest.raises(config.ConfigError) as caught:
+        parse(vcenter={"password": "hunter2-in-plain-text"})
+
+    assert "tkg-gpu:vcenter.password: unknown setting" in str(caught.value)
+    assert "hunter2-in-plain-text" not in str(caught.value)
+
+
+def test_zero_timeout_allowed():
+    assert parse(edge={"nodeStartupTimeout": "0s"}).edge.node_startup_timeout == "0s"
