@@ -127,13 +127,17 @@ def _check_worker_memory(site: SiteConfig, hosts: Mapping[str, vsphere.HostState
 
 
 def site_facts(site: SiteConfig, hosts: Mapping[str, vsphere.HostState], template: vsphere.TemplateState) -> dict[str, Any]:
-    """Collect what policies need to know about the site: ESXi versions and the worker template."""
+    """Collect what policies need to know about the site: ESXi versions and the worker template.
+
+    ``host_max_hardware_versions`` is None for a host whose ESXi release is missing from the table.
+    """
     versions = {name: hosts[name].esxi_version for name in site.hosts}
-    limits = [vsphere.max_hardware_version(version) for version in versions.values()]
-    known = [limit for limit in limits if limit is not None]
+    limits = {name: vsphere.max_hardware_version(version) for name, version in versions.items()}
+    known = [limit for limit in limits.values() if limit is not None]
 
     return {
         "esxi_versions": versions,
+        "host_max_hardware_versions": limits,
         "max_hardware_version": min(known) if known else None,
         "template": dataclasses.asdict(template),
         "registry": site.registry.repository if site.registry else None,

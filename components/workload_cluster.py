@@ -48,6 +48,7 @@ class TanzuWorkloadCluster(pulumi.ComponentResource):
             namespace=site.cluster.namespace,
             site_kind=site.site.kind,
             variables=variables,
+            explicit_edge_timeouts=explicit_edge_timeouts(site),
             worker=worker,
             spare_worker_slots=profile.spare_worker_slots,
             site_facts=facts,
@@ -70,3 +71,8 @@ class TanzuWorkloadCluster(pulumi.ComponentResource):
         self.status = self.cluster.status
         self.variables = self.config.variables
         self.register_outputs({"cluster_name": self.cluster_name, "status": self.status})
+
+
+def explicit_edge_timeouts(site: SiteConfig) -> list[str]:
+    """Return the TKG variables of the MachineHealthCheck timeouts that the stack sets, not the edge defaults."""
+    return sorted(key.upper() for key in site.edge.model_dump(exclude_unset=True, exclude_none=True))
