@@ -261,7 +261,8 @@ class ClusterSettings(_Model):
 
     @model_validator(mode="after")
     def _prod_plan_workers(self) -> ClusterSettings:
-        # tanzu-framework v0.29.0 rejects the prod plan with fewer than 3 workers at create time.
+        # The prod plan spreads workers over three MachineDeployments (md-0 to md-2), and the tanzu CLI
+        # rejects fewer than 3; the lab's tanzu double models this rule.
         if self.plan == "prod" and self.worker_count < 3:
             raise ValueError(_("the prod plan needs cluster.workerCount of at least 3; raise workerCount or use plan: dev"))
 
@@ -291,11 +292,15 @@ class EdgeSettings(_Model):
     mhc_false_status_timeout: str | None = None
     mhc_unknown_status_timeout: str | None = None
 
-    @field_validator("node_startup_timeout", "mhc_false_status_timeout", "mhc_unknown_status_timeout")
+    _durations = field_validator("mhc_false_status_timeout", "mhc_unknown_status_timeout")(
+        classmethod(lambda cls, value: _check_go_duration(value))
+    )
+
+    @field_validator("node_startup_timeout")
     @classmethod
-    def _health_check_duration(cls, value: str | None) -> str | None:
+    def _node_startup_minimum(cls, value: str | None) -> str | None:
         _check_go_duration(value)
-        # Cluster API's MachineHealthCheck webhook rejects timeouts under 30s other than 0 (off).
+        # Cluster API's MachineHealthCheck webhook rejects a node startup timeout under 30s other than 0 (off).
         if value is not None and 0 < duration_seconds(value) < 30:
             raise ValueError(_("must be 0s (off) or at least 30s, the Cluster API minimum"))
 

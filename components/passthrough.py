@@ -12,9 +12,10 @@ from components.i18n import _
 
 # Bumped whenever the provider code changes, so the engine stores the new pickled provider (an input
 # change forces an update, and without one refresh keeps running the provider pickled at the last update).
-PROVIDER_VERSION = "1"
+PROVIDER_VERSION = "2"
 
 _OUTPUT_KEYS = (
+    "host_moid",
     "vendor_id",
     "device_id",
     "device_name",
@@ -48,11 +49,11 @@ class PassthroughDeviceProvider(dynamic.ResourceProvider):
 
     def _apply(
         self, props: dict[str, Any], enabled: bool
-    ) -> tuple[vsphere.PciDeviceState, vsphere.PciDeviceState]:
-        """Set the flag when it differs from the host's; return the device state before and after."""
+    ) -> tuple[vsphere.PciDeviceState, vsphere.PciDeviceState, str]:
+        """Set the flag when it differs from the host's; return the device state before and after, and the host's ID."""
         connection = vsphere.Connection.from_mapping(props["connection"])
         with vsphere.connect(connection) as service_instance:
-            host = vsphere.find_host(vsphere.read_hosts(service_instance), props["host"])
+            host = vsphere.read_host(service_instance, props["host"], props.get("host_moid"))
             device = host.device(props["pci_address"])
             if device is None:
                 raise vsphere.NotFoundError(
@@ -71,15 +72,18 @@ class PassthroughDeviceProvider(dynamic.ResourceProvider):
             before = device
             if device.enabled != enabled or device.active != enabled:
                 vsphere.set_passthrough(host, props["pci_address"], enabled)
-                host = vsphere.find_host(vsphere.read_hosts(service_instance), props["host"])
+                host = vsphere.read_host(service_instance, props["host"], host.ref._moId)
                 device = host.device(props["pci_address"])
                 assert device is not None, "the device was present one call earlier"
 
-        return before, device
+        return before, device, host.ref._moId
 
-    def _result(self, props: dict[str, Any], device: vsphere.PciDeviceState, original: bool) -> dict[str, Any]:
+    def _result(
+        self, props: dict[str, Any], device: vsphere.PciDeviceState, original: bool, host_moid: str
+    ) -> dict[str, Any]:
         return {
             "host": props["host"],
+            "host_moid": host_moid,
             "pci_address": props["pci_address"],
             "enabled": props["enabled"],
             "connection": props["connection"],
@@ -89,10 +93,10 @@ class PassthroughDeviceProvider(dynamic.ResourceProvider):
         }
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
-        before, device = self._apply(props, bool(props["enabled"]))
+        before, device, host_moid = self._apply(props, bool(props["enabled"]))
 
         return dynamic.CreateResult(
-            f"{props['host']}/{props['pci_address']}", self._result(props, device, before.enabled)
+            f"{props['host']}/{props['pci_address']}", self._result(props, device, before.enabled, host_moid)
         )
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
@@ -110,22 +114,24 @@ class PassthroughDeviceProvider(dynamic.ResourceProvider):
         return dynamic.DiffResult(changes=bool(replaces) or changed, replaces=replaces or None)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
-        _before, device = self._apply(news, bool(news["enabled"]))
+        _before, device, host_moid = self._apply({**news, "host_moid": olds.get("host_moid")}, bool(news["enabled"]))
         original = olds.get("original_enabled", False)
 
-        return dynamic.UpdateResult(self._result(news, device, bool(original)))
+        return dynamic.UpdateResult(self._result(news, device, bool(original), host_moid))
 
     def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:
         connection = vsphere.Connection.from_mapping(props["connection"])
-        with vsphere.connect(connection) as service_instance:
-            hosts = vsphere.read_hosts(service_instance)
+        try:
+            with vsphere.connect(connection) as service_instance:
+                host = vsphere.read_host(service_instance, props["host"], props.get("host_moid"))
+        except vsphere.NotFoundError:
+            return dynamic.ReadResult("", {})
 
-        host = hosts.get(props["host"])
-        device = host.device(props["pci_address"]) if host else None
+        device = host.device(props["pci_address"])
         if device is None:
             return dynamic.ReadResult("", {})
 
-        outs = {**props, **_device_outputs(device)}
+        outs = {**props, "host_moid": host.ref._moId, **_device_outputs(device)}
         inputs = {key: props[key] for key in ("host", "pci_address", "connection", "provider_version") if key in props}
         inputs["enabled"] = props.get("enabled", True)
 

@@ -193,6 +193,34 @@ def read_hosts(service_instance: vim.ServiceInstance) -> dict[str, HostState]:
     return hosts
 
 
+def read_host(service_instance: vim.ServiceInstance, name: str, moid: str | None = None) -> HostState:
+    """Read one ESXi host, by its managed object ID when known, else through a full site read.
+
+    With a valid ``moid`` this costs two round trips (RetrieveServiceContent and RetrievePropertiesEx)
+    and reads no other host. A stale ID (the host was removed and added again) or a name mismatch falls
+    back to read_hosts. Raises NotFoundError when no host of that name exists.
+    """
+    if moid:
+        content = service_instance.content
+        spec = vmodl.query.PropertyCollector.FilterSpec(
+            objectSet=[vmodl.query.PropertyCollector.ObjectSpec(obj=vim.HostSystem(moid, service_instance._stub))],
+            propSet=[vmodl.query.PropertyCollector.PropertySpec(type=vim.HostSystem, pathSet=_HOST_PROPERTIES)],
+        )
+        try:
+            result = content.propertyCollector.RetrievePropertiesEx([spec], vmodl.query.PropertyCollector.RetrieveOptions())
+        except vmodl.fault.ManagedObjectNotFound:
+            result = None
+
+        if result is not None and result.objects:
+            item = result.objects[0]
+            properties = {prop.name: prop.val for prop in item.propSet}
+            if properties.get("name") == name:
+                # The cluster name is not needed for one device, so it is left empty rather than read.
+                return _host_state(item.obj, properties, "")
+
+    return find_host(read_hosts(service_instance), name)
+
+
 def _host_state(ref: Any, properties: dict[str, Any], compute_resource: str) -> HostState:
     name = properties["name"]
     passthrough = {info.id: info for info in properties.get("config.pciPassthruInfo") or []}

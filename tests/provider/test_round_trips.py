@@ -24,3 +24,31 @@ def test_site_read_round_trips(tmp_path, hosts):
     assert sum(1 for host in inventory.values() for device in host.devices if device.is_gpu) == 2 * hosts
     # RetrieveServiceContent, CreateContainerView, RetrievePropertiesEx and DestroyView.
     assert requests == 4
+
+
+@pytest.mark.parametrize("hosts", [1, 32])
+def test_device_read_round_trips(tmp_path, hosts):
+    """A device read looks up its own host only, so its cost does not grow with the site."""
+    from components.passthrough import PassthroughDeviceProvider
+
+    password = labtools.sentinel_password()
+    lab = labtools.start_lab(tmp_path, password, hosts=hosts, gpus="A100-PCIE-80GB:2")
+    props = {
+        "host": f"esxi-{hosts:02d}.lab.local",
+        "pci_address": "0000:3b:00.0",
+        "enabled": True,
+        "connection": {"server": lab.server, "username": lab.settings.username, "password": password, "insecure": True},
+    }
+    provider = PassthroughDeviceProvider()
+    try:
+        created = provider.create(props)
+        lab.reset_request_count()
+        read = provider.read(created.id, created.outs)
+        requests = lab.request_count()
+    finally:
+        lab.stop()
+
+    assert read.id == f"{props['host']}/0000:3b:00.0"
+    assert read.outs["device_id"] == "0x20B5"
+    # Login (2), RetrieveServiceContent, RetrievePropertiesEx on the stored host ID, logout (2).
+    assert requests == 6
