@@ -2,7 +2,7 @@
 
 import pulumi
 
-from components import config, gpu_profile, site
+from components import config, gpu_profile, site, tkg_variables
 from components.site_stack import declare_site
 from components.vsphere import VSphereError
 
@@ -21,3 +21,6 @@ pulumi.export("hosts", {name: host.devices for name, host in resources.hosts.ite
 pulumi.export("clusterName", resources.cluster.cluster_name)
 pulumi.export("clusterStatus", resources.cluster.status)
 pulumi.export("workerPciDevices", profile.pci_devices_variable())
+pulumi.export("workerCount", site_config.cluster.worker_count)
+pulumi.export("rolloutStrategy", tkg_variables.rollout_strategy(site_config, profile))
+pulumi.export("mmioSizeGb", profile.mmio_size_gb)

@@ -55,6 +55,16 @@ class _Model(BaseModel):
     )
 
 
+def _reject_bare_number(value: Any) -> Any:
+    """Give an unquoted YAML number in a duration field the duration message, not a type error."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError(
+            _("must be a Go duration string such as 40m or 1h (a bare number is not accepted)")
+        )
+
+    return value
+
+
 def _check_go_duration(value: str | None) -> str | None:
     if value is not None and not _GO_DURATION.match(value):
         raise ValueError(
@@ -292,6 +302,9 @@ class EdgeSettings(_Model):
     mhc_false_status_timeout: str | None = None
     mhc_unknown_status_timeout: str | None = None
 
+    _numbers = field_validator(
+        "node_startup_timeout", "mhc_false_status_timeout", "mhc_unknown_status_timeout", mode="before"
+    )(classmethod(lambda cls, value: _reject_bare_number(value)))
     _durations = field_validator("mhc_false_status_timeout", "mhc_unknown_status_timeout")(
         classmethod(lambda cls, value: _check_go_duration(value))
     )
@@ -313,6 +326,9 @@ class TanzuSettings(_Model):
     create_timeout: str = "30m"
     delete_timeout: str = "30m"
 
+    _numbers = field_validator("create_timeout", "delete_timeout", mode="before")(
+        classmethod(lambda cls, value: _reject_bare_number(value))
+    )
     _durations = field_validator("create_timeout", "delete_timeout")(
         classmethod(lambda cls, value: _check_go_duration(value))
     )

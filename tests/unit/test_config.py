@@ -24,6 +24,8 @@ def test_base_site_valid():
         ({"gpu": {"model": None, "workerDevices": ["10de:20b5"]}}, "tkg-gpu:gpu.workerDevices", "0xVVVV:0xDDDD"),
         ({"gpu": {"model": None, "vendorDevice": "0x10DE-0x20B5"}}, "tkg-gpu:gpu.vendorDevice", "0xVVVV:0xDDDD"),
         ({"edge": {"nodeStartupTimeout": "3600"}}, "tkg-gpu:edge.nodeStartupTimeout", "Go duration"),
+        ({"edge": {"nodeStartupTimeout": 60}}, "tkg-gpu:edge.nodeStartupTimeout", "bare number is not accepted"),
+        ({"tanzu": {"createTimeout": 45}}, "tkg-gpu:tanzu.createTimeout", "bare number is not accepted"),
         ({"vcenter": {"server": "https://vc.example.com/sdk"}}, "tkg-gpu:vcenter.server", "without a scheme"),
         ({"vcenter": {"insecure": False}}, "tkg-gpu:vcenter", "thumbprint"),
         ({"hosts": []}, "tkg-gpu:hosts", "at least 1"),
