@@ -494,9 +494,9 @@ def format_validation_error(error: pydantic.ValidationError) -> str:
         value = item.get("input")
         hidden = item["type"] in ("missing", "extra_forbidden") or isinstance(value, dict) or _may_hold_secret(key)
         # TRANSLATORS: appended to an error line to show the rejected value.
-        shown = "" if hidden else _(" (value: {value!r})").format(value=value)
+        value_suffix = "" if hidden else _(" (value: {value!r})").format(value=value)
         prefix = f"{NAMESPACE}:{key}" if key else NAMESPACE
-        lines.append(f"{prefix}: {message}{shown}")
+        lines.append(f"{prefix}: {message}{value_suffix}")
 
     return "\n".join(lines)
 

@@ -21,7 +21,7 @@ _PCI_PAIR_PATTERN = re.compile(r"^\s*(0x[0-9a-fA-F]{1,4})\s*:\s*(0x[0-9a-fA-F]{1
 
 @dataclasses.dataclass(frozen=True)
 class GpuModel:
-    """One GPU product as a VM sees it through PCI passthrough."""
+    """One GPU product as a VM receives it through PCI passthrough."""
 
     key: str
     """Catalogue key used in stack configuration, such as ``A100-PCIE-80GB``."""

@@ -23,7 +23,7 @@ POLL_INTERVAL_SECONDS = 1.0
 
 
 class TanzuError(RuntimeError):
-    """A tanzu CLI call failed; the message holds the command (never a secret), exit code and stderr tail."""
+    """A tanzu CLI call failed; the message contains the command (never a secret), exit code and stderr tail."""
 
 
 def _mask(text: str, secrets: Sequence[str]) -> str:

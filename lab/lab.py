@@ -131,8 +131,8 @@ class Lab:
     def environment(self) -> dict[str, str]:
         """Return the variables a Pulumi run against this lab needs in its environment.
 
-        The tanzu double's vCenter login stands in for the credentials a management cluster keeps;
-        it lives only in the environment of the lab's child processes.
+        The tanzu double's vCenter login replaces the credentials a management cluster keeps, and it
+        exists only in the environment of the lab's child processes.
         """
         return {
             "TANZU_DOUBLE_STATE_DIR": str(self.tanzu_state_dir),

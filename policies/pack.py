@@ -88,7 +88,7 @@ POLICIES: list[ResourceValidationPolicy] = [
     ),
     ResourceValidationPolicy(
         name="hardware-version-supported-by-hosts",
-        description="The worker hardware version is no higher than the oldest ESXi host of the site runs.",
+        description="The worker hardware version is no higher than the oldest ESXi host of the site can run.",
         enforcement_level=EnforcementLevel.MANDATORY,
         validate=_cluster_config_validator(rules.hardware_version_supported_by_hosts),
     ),

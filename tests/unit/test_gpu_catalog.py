@@ -49,7 +49,8 @@ def test_mmio_size_table(memory, count, expected):
     assert gpu_catalog.mmio_size_gb(memory, count) == expected
 
 
-def test_mmio_size_power_of_two_and_at_least_twice_memory():
+def test_mmio_size_bounds():
+    """Every catalogue MMIO size is a power of two and at least twice the VM's GPU memory."""
     for model in gpu_catalog.GPU_MODELS:
         for count in (1, 2, 3, 4, 8):
             size = gpu_catalog.mmio_size_gb(model.memory_gb, count)

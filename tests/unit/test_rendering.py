@@ -175,7 +175,7 @@ def test_registry_rejects(registry, fragment):
 
 
 def test_config_file_counts_are_integers():
-    """Numbers read back from the Pulumi state are floats; the file must still say 2, not 2.0."""
+    """Numbers read back from the Pulumi state are floats, but the file must contain 2, not 2.0."""
     variables = dict(render(*CASES["dev-a100"]))
     variables["WORKER_MACHINE_COUNT"] = 2.0
     text = tkg_variables.render_config_file(variables, "pw")

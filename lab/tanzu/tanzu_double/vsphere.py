@@ -61,12 +61,12 @@ def _peer_certificate(host: str, port: int) -> bytes:
 
 def _check_thumbprint(host: str, port: int, expected: str) -> None:
     """Compare the server certificate with VSPHERE_TLS_THUMBPRINT (SHA-1 or SHA-256, any case)."""
-    wanted = expected.replace(":", "").lower()
+    expected_digest = expected.replace(":", "").lower()
     algorithms = {40: hashlib.sha1, 64: hashlib.sha256}
-    if len(wanted) not in algorithms:
+    if len(expected_digest) not in algorithms:
         raise VCenterError("invalid VSPHERE_TLS_THUMBPRINT: expected a SHA-1 or SHA-256 fingerprint in hex")
-    actual = algorithms[len(wanted)](_peer_certificate(host, port)).hexdigest()
-    if actual != wanted:
+    actual = algorithms[len(expected_digest)](_peer_certificate(host, port)).hexdigest()
+    if actual != expected_digest:
         pretty = ":".join(actual[index : index + 2] for index in range(0, len(actual), 2)).upper()
         raise VCenterError(
             f"the TLS certificate of vCenter {host}:{port} does not match VSPHERE_TLS_THUMBPRINT "
@@ -336,13 +336,13 @@ def _device_changes(template: vim.VirtualMachine, machine: MachineSpec, network:
     disks = [device for device in devices if isinstance(device, vim.vm.device.VirtualDisk)]
     if disks:
         disk = disks[0]
-        wanted_kb = machine.disk_gib * 1024 * 1024
-        if wanted_kb < disk.capacityInKB:
+        requested_kb = machine.disk_gib * 1024 * 1024
+        if requested_kb < disk.capacityInKB:
             raise VCenterError(
-                f"cannot shrink the template disk: it has {disk.capacityInKB} KiB, {wanted_kb} KiB requested"
+                f"cannot shrink the template disk: it has {disk.capacityInKB} KiB, {requested_kb} KiB requested"
             )
-        if wanted_kb > disk.capacityInKB:
-            disk.capacityInKB = wanted_kb
+        if requested_kb > disk.capacityInKB:
+            disk.capacityInKB = requested_kb
             changes.append(
                 vim.vm.device.VirtualDeviceSpec(operation=vim.vm.device.VirtualDeviceSpec.Operation.edit, device=disk)
             )
