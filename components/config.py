@@ -11,7 +11,7 @@ import base64
 import binascii
 import re
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -22,12 +22,28 @@ from components import gpu_catalog
 from components.i18n import _, translation
 
 NAMESPACE = "tkg-gpu"
-CONFIG_KEYS = ("site", "vcenter", "hosts", "gpu", "cluster", "edge", "tanzu", "registry")
+CONFIG_KEYS = (
+    "role",
+    "site",
+    "vcenter",
+    "hosts",
+    "gpu",
+    "cluster",
+    "edge",
+    "tanzu",
+    "registry",
+    "gpuOperator",
+    "validation",
+    "managementStack",
+    "management",
+)
 PASSWORD_KEY = "vcenterPassword"
 
 _GO_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _HARDWARE_VERSION = re.compile(r"^vmx-(\d{2})$")
+_EXACT_CHART_VERSION = re.compile(r"^v?\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
+_STACK_NAME = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,2}$")
 _SSH_PUBLIC_KEY = re.compile(r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-\S+) [A-Za-z0-9+/]+=*( .*)?$")
 
 
@@ -227,6 +243,10 @@ class ClusterSettings(_Model):
     os_name: str = "ubuntu"
     os_version: str = "22.04"
     os_arch: str = "amd64"
+    class_based: bool = True
+    """A class-based cluster (TKG 2.x default); false renders a plan-based one (``ALLOW_LEGACY_CLUSTER``)."""
+    pod_security_standard_enforce: Literal["privileged", "baseline", "restricted"] | None = None
+    """``POD_SECURITY_STANDARD_ENFORCE``; when set, the GPU Operator's namespace is labelled privileged."""
 
     @field_validator("name")
     @classmethod
@@ -377,11 +397,182 @@ class RegistrySettings(_Model):
         return value
 
 
+def _check_duration_at_least(value: str, seconds: float, example: str) -> str:
+    _check_go_duration(value)
+    if duration_seconds(value) < seconds:
+        raise ValueError(_("must be at least {example}").format(example=example))
+
+    return value
+
+
+class ChartSource(_Model):
+    """Where the GPU Operator chart comes from: exactly one of an HTTP repository, an OCI reference or a path."""
+
+    repository: str | None = None
+    """Helm repository URL, such as ``https://helm.ngc.nvidia.com/nvidia``."""
+    oci: str | None = None
+    """OCI chart reference, such as ``oci://harbor.example.com/nvidia/gpu-operator``."""
+    path: str | None = None
+    """Chart directory or archive on disk, relative to the project directory (air-gapped sites)."""
+
+    @field_validator("repository")
+    @classmethod
+    def _repository_is_http(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+            raise ValueError(_("must be an http:// or https:// Helm repository URL, such as https://helm.ngc.nvidia.com/nvidia"))
+
+        return value
+
+    @field_validator("oci")
+    @classmethod
+    def _oci_reference(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"oci://[A-Za-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+", value):
+            raise ValueError(_("must be oci://host[:port]/path/chart, such as oci://harbor.example.com/nvidia/gpu-operator"))
+
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ChartSource:
+        given = [value for value in (self.repository, self.oci, self.path) if value]
+        if len(given) != 1:
+            raise ValueError(_("set exactly one of gpuOperator.chart.repository, gpuOperator.chart.oci or gpuOperator.chart.path"))
+
+        return self
+
+
+DEFAULT_CHART_REPOSITORY = "https://helm.ngc.nvidia.com/nvidia"
+
+
+class GpuOperatorSettings(_Model):
+    """The NVIDIA GPU Operator Helm release on the workload cluster."""
+
+    enabled: bool = True
+    chart: ChartSource = ChartSource(repository=DEFAULT_CHART_REPOSITORY)
+    version: str = "v26.3.0"
+    """Exact chart version; the 26.3.x line stays on driver branch R580, the last one for Volta."""
+    release_name: str = "gpu-operator"
+    namespace: str = "gpu-operator"
+    driver_version: str | None = None
+    """``driver.version``; when unset, chosen by GPU generation (see docs/configuration.md)."""
+    kernel_module_type: Literal["auto", "open", "proprietary"] | None = None
+    """``driver.kernelModuleType``; when unset, proprietary for Volta and open for later generations."""
+    driver_enabled: bool = True
+    """False when the node image already has the NVIDIA driver (``driver.enabled``)."""
+    timeout: str = "15m"
+    """How long Helm waits for the operator's resources to become ready."""
+    values: dict[str, Any] = Field(default_factory=dict)
+    """Further chart values, merged over the ones tkg-gpu sets."""
+
+    @field_validator("version")
+    @classmethod
+    def _exact_version(cls, value: str) -> str:
+        if not _EXACT_CHART_VERSION.match(value):
+            raise ValueError(_("must be an exact chart version such as v26.3.0, not a range"))
+
+        return value
+
+    @field_validator("release_name")
+    @classmethod
+    def _release_name(cls, value: str) -> str:
+        if not _DNS_LABEL.match(value) or len(value) > 53:
+            raise ValueError(_("must be a lower-case DNS label of at most 53 characters, such as gpu-operator"))
+
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if not _DNS_LABEL.match(value) or len(value) > 63:
+            raise ValueError(_("must be a lower-case DNS label of at most 63 characters, such as gpu-operator"))
+
+        return value
+
+    @field_validator("driver_version")
+    @classmethod
+    def _driver_version(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"\d{3}\.\d+(\.\d+)?", value):
+            raise ValueError(_("must be an NVIDIA driver version such as 580.126.20"))
+
+        return value
+
+    _timeout_number = field_validator("timeout", mode="before")(classmethod(lambda cls, value: _reject_bare_number(value)))
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: str) -> str:
+        return _check_duration_at_least(value, 60, "1m")
+
+
+class ValidationSettings(_Model):
+    """The CUDA vector-add Pod that proves a GPU works after the operator is installed."""
+
+    enabled: bool = True
+    image: str = "registry.k8s.io/cuda-vector-add:v0.1"
+    namespace: str = "tkg-gpu-validation"
+    timeout: str = "10m"
+    """How long to wait for the Pod to finish, including scheduling and the image pull."""
+
+    @field_validator("image")
+    @classmethod
+    def _image_reference(cls, value: str) -> str:
+        if "://" in value or not re.fullmatch(r"[A-Za-z0-9.-]+(:\d+)?(/[a-z0-9._-]+)+(:[\w.-]+)?(@sha256:[0-9a-f]{64})?", value):
+            raise ValueError(_("must be an image reference without a scheme, such as registry.k8s.io/cuda-vector-add:v0.1"))
+
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        if not _DNS_LABEL.match(value) or len(value) > 63:
+            raise ValueError(_("must be a lower-case DNS label of at most 63 characters, such as tkg-gpu-validation"))
+
+        return value
+
+    _timeout_number = field_validator("timeout", mode="before")(classmethod(lambda cls, value: _reject_bare_number(value)))
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: str) -> str:
+        return _check_duration_at_least(value, 10, "10s")
+
+
+class ManagementSettings(_Model):
+    """The management cluster a ``management`` stack tunes."""
+
+    kubeconfig: str
+    """Path of the management cluster's admin kubeconfig; its content is kept only as a secret."""
+    context: str | None = None
+    """Context in that file; its current context when unset."""
+    etcd_dial_timeout: str = "40s"
+    """``--etcd-dial-timeout-duration`` of the kubeadm control-plane controller (Cluster API default 10s)."""
+    controller_namespace: str = "capi-system"
+    controller_deployment: str = "capi-kubeadm-control-plane-controller-manager"
+
+    _timeout_number = field_validator("etcd_dial_timeout", mode="before")(
+        classmethod(lambda cls, value: _reject_bare_number(value))
+    )
+
+    @field_validator("etcd_dial_timeout")
+    @classmethod
+    def _dial_timeout(cls, value: str) -> str:
+        return _check_duration_at_least(value, 1, "1s")
+
+    @field_validator("controller_namespace", "controller_deployment")
+    @classmethod
+    def _dns_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", value) or len(value) > 253:
+            raise ValueError(_("must be a lower-case Kubernetes object name, such as capi-system"))
+
+        return value
+
+
 # Edge defaults from the TKG edge workload-cluster procedure; datacentre sites keep TKG's own defaults.
 EDGE_DEFAULTS = {"node_startup_timeout": "60m", "mhc_false_status_timeout": "40m"}
 
 
 class SiteConfig(_Model):
+    role: Literal["site", "management"] = "site"
+    """``management`` makes the stack a management stack (ManagementConfig), parsed by parse_management_config."""
     site: SiteSettings
     vcenter: VCenterSettings
     hosts: list[str] = Field(min_length=1)
@@ -390,6 +581,18 @@ class SiteConfig(_Model):
     edge: EdgeSettings = EdgeSettings()
     tanzu: TanzuSettings = TanzuSettings()
     registry: RegistrySettings | None = None
+    gpu_operator: GpuOperatorSettings = GpuOperatorSettings()
+    validation: ValidationSettings = ValidationSettings()
+    management_stack: str | None = None
+    """Fully qualified name of the management stack, such as ``organization/tkg-gpu/mgmt``."""
+
+    @field_validator("management_stack")
+    @classmethod
+    def _stack_name(cls, value: str | None) -> str | None:
+        if value is not None and not _STACK_NAME.match(value):
+            raise ValueError(_("must be a stack name such as organization/tkg-gpu/mgmt"))
+
+        return value
 
     @field_validator("hosts")
     @classmethod
@@ -501,10 +704,34 @@ def format_validation_error(error: pydantic.ValidationError) -> str:
     return "\n".join(lines)
 
 
-def parse_site_config(raw: dict[str, Any]) -> SiteConfig:
-    """Validate raw stack settings, raising ConfigError with one line per problem."""
+class ManagementConfig(_Model):
+    """A ``management`` stack: the management cluster's controller settings, no site resources."""
+
+    role: Literal["management"]
+    site: SiteSettings
+    management: ManagementSettings
+
+
+_ParsedConfig = TypeVar("_ParsedConfig", SiteConfig, ManagementConfig)
+
+
+def is_management(raw: dict[str, Any]) -> bool:
+    return raw.get("role") == "management"
+
+
+def _validate(model: type[_ParsedConfig], raw: dict[str, Any]) -> _ParsedConfig:
     try:
-        return SiteConfig.model_validate(raw)
+        return model.model_validate(raw)
     except pydantic.ValidationError as error:
         header = _("Invalid tkg-gpu stack configuration; nothing was changed:")
         raise ConfigError(f"{header}\n{format_validation_error(error)}") from None
+
+
+def parse_management_config(raw: dict[str, Any]) -> ManagementConfig:
+    """Validate the settings of a management stack, raising ConfigError with one line per problem."""
+    return _validate(ManagementConfig, raw)
+
+
+def parse_site_config(raw: dict[str, Any]) -> SiteConfig:
+    """Validate raw stack settings, raising ConfigError with one line per problem."""
+    return _validate(SiteConfig, raw)

@@ -90,6 +90,14 @@ def render_variables(site: SiteConfig, profile: GpuProfile) -> Variables:
         if site.registry.ca_certificate:
             variables["TKG_CUSTOM_IMAGE_REPOSITORY_CA_CERTIFICATE"] = site.registry.ca_certificate
 
+    # TKG 2.x creates class-based clusters; a plan-based one must be asked for explicitly.
+    if not cluster.class_based:
+        variables["ALLOW_LEGACY_CLUSTER"] = True
+    if cluster.pod_security_standard_enforce:
+        variables["POD_SECURITY_STANDARD_ENFORCE"] = cluster.pod_security_standard_enforce
+
+    # Plan-based clusters render their MachineHealthChecks from these; class-based ones get the same timeouts
+    # through the Cluster topology override (components/mhc_topology.py) and ignore them.
     for key, value in site.edge_timeouts().items():
         variables[key.upper()] = value
 
