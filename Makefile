@@ -19,7 +19,7 @@ help:
 	@echo "make demo      run the dev stack end to end against a fresh local lab"
 	@echo "make test      run every test (unit, provider, engine)"
 	@echo "make test-unit run the tests that need neither the lab nor the Pulumi engine"
-	@echo "make tools     build the Pulumi CLI, language host and vCenter simulator into $(TKG_GPU_CACHE)"
+	@echo "make tools     build the Pulumi CLI, language host, vCenter simulator and Kubernetes lab into $(TKG_GPU_CACHE)"
 	@echo "make lab-up    start the lab for interactive use; make lab-down stops it"
 	@echo "make i18n      compile locale/*/LC_MESSAGES/tkg-gpu.mo from the .po files"
 
@@ -32,8 +32,9 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(VENV)/bin/python -m pip install --quiet -r requirements-dev.txt
 	@touch $@
 
+# The Kubernetes group (API servers, etcd, kwok, the Kubernetes provider) takes about 47 min on a cold cache.
 tools:
-	@tools/build-toolchain.sh >/dev/null
+	@tools/build-toolchain.sh --with-kubernetes >/dev/null
 
 I18N_MO := $(patsubst %.po,%.mo,$(wildcard locale/*/LC_MESSAGES/tkg-gpu.po))
 

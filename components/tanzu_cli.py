@@ -67,17 +67,42 @@ def run(cli: str, args: Sequence[str], *, timeout: float, secrets: Sequence[str]
 
 
 @contextlib.contextmanager
+def private_directory() -> Iterator[str]:
+    """Yield a new directory only the current user can enter (``mkdtemp`` makes it 0700); remove it afterwards."""
+    directory = tempfile.mkdtemp(prefix="tkg-gpu-")
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def private_config_file(content: str) -> Iterator[str]:
     """Write ``content`` to a file only the current user can read, and remove it when the block ends."""
-    directory = tempfile.mkdtemp(prefix="tkg-gpu-")
-    path = os.path.join(directory, "cluster-config.yaml")
-    try:
+    with private_directory() as directory:
+        path = os.path.join(directory, "cluster-config.yaml")
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "w") as handle:
             handle.write(content)
         yield path
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+
+
+def admin_kubeconfig(cli: str, name: str, namespace: str, *, timeout: float = 120) -> str:
+    """Return the cluster's admin kubeconfig (``kubeconfig get --admin``), exported to a private file that is removed."""
+    with private_directory() as directory:
+        path = os.path.join(directory, "kubeconfig")
+        run(
+            cli,
+            ["cluster", "kubeconfig", "get", name, "--admin", "--namespace", namespace, "--export-file", path],
+            timeout=timeout,
+        )
+        try:
+            with open(path, encoding="utf-8") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            raise TanzuError(
+                _("`tanzu cluster kubeconfig get {name} --admin` wrote no kubeconfig file").format(name=name)
+            ) from None
 
 
 def list_clusters(cli: str, namespace: str, *, timeout: float = 120) -> list[dict[str, Any]]:

@@ -12,14 +12,25 @@ from components import tanzu_cli
 from components.config import duration_seconds
 from components.tkg_variables import render_config_file
 
-PROVIDER_VERSION = "1"
+PROVIDER_VERSION = "2"
 HEALTHY_STATUSES = frozenset({"running", "creating", "updating"})
 
 _STATUS_KEYS = ("status", "controlplane", "workers", "kubernetes", "tkr", "plan")
+# Outputs read from the management cluster, never inputs: the list entry's fields and the admin kubeconfig.
+_OUTPUT_KEYS = (*_STATUS_KEYS, "kubeconfig")
 
 
 def _status_outputs(cluster: dict[str, Any]) -> dict[str, Any]:
     return {key: cluster.get(key, "") for key in _STATUS_KEYS}
+
+
+def _observed(cli: str, name: str, namespace: str) -> dict[str, Any]:
+    """Read the cluster's list entry and, while it exists, its admin kubeconfig."""
+    cluster = tanzu_cli.find_cluster(cli, name, namespace)
+    if cluster is None:
+        return {**_status_outputs({"status": "unknown"}), "kubeconfig": ""}
+
+    return {**_status_outputs(cluster), "kubeconfig": tanzu_cli.admin_kubeconfig(cli, name, namespace)}
 
 
 def _secrets(connection: dict[str, Any]) -> list[str]:
@@ -51,9 +62,7 @@ class TanzuClusterProvider(dynamic.ResourceProvider):
                 secrets=_secrets(props["connection"]),
             )
 
-        cluster = tanzu_cli.find_cluster(cli, name, namespace) or {"status": "unknown"}
-
-        return dynamic.CreateResult(f"{namespace}/{name}", {**props, **_status_outputs(cluster)})
+        return dynamic.CreateResult(f"{namespace}/{name}", {**props, **_observed(cli, name, namespace)})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
         """Replace when the cluster is gone or broken or its rendered shape changed; scale in place."""
@@ -88,18 +97,18 @@ class TanzuClusterProvider(dynamic.ResourceProvider):
                 timeout=duration_seconds(news["create_timeout"]),
             )
 
-        cluster = tanzu_cli.find_cluster(cli, name, namespace) or {"status": "unknown"}
-
-        return dynamic.UpdateResult({**news, **_status_outputs(cluster)})
+        return dynamic.UpdateResult({**news, **_observed(cli, name, namespace)})
 
     def read(self, id_: str, props: dict[str, Any]) -> dynamic.ReadResult:
-        cluster = tanzu_cli.find_cluster(props["tanzu_cli"], props["cluster_name"], props["namespace"])
+        cli, name, namespace = props["tanzu_cli"], props["cluster_name"], props["namespace"]
+        cluster = tanzu_cli.find_cluster(cli, name, namespace)
         if cluster is None or cluster.get("status") == "deleting":
             return dynamic.ReadResult("", {})
 
-        inputs = {key: value for key, value in props.items() if key not in _STATUS_KEYS and key != "__provider"}
+        inputs = {key: value for key, value in props.items() if key not in _OUTPUT_KEYS and key != "__provider"}
+        kubeconfig = tanzu_cli.admin_kubeconfig(cli, name, namespace)
 
-        return dynamic.ReadResult(id_, {**props, **_status_outputs(cluster)}, inputs)
+        return dynamic.ReadResult(id_, {**props, **_status_outputs(cluster), "kubeconfig": kubeconfig}, inputs)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         cli, name, namespace = props["tanzu_cli"], props["cluster_name"], props["namespace"]
@@ -120,6 +129,8 @@ class TanzuCluster(dynamic.Resource, module="tkggpu", name="TanzuCluster"):
     controlplane: pulumi.Output[str]
     workers: pulumi.Output[str]
     kubernetes: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    """Admin kubeconfig of the workload cluster (``kubeconfig get --admin``), always a secret."""
 
     def __init__(
         self,
@@ -143,9 +154,9 @@ class TanzuCluster(dynamic.Resource, module="tkggpu", name="TanzuCluster"):
             "create_timeout": create_timeout,
             "delete_timeout": delete_timeout,
             "provider_version": PROVIDER_VERSION,
-            **{key: None for key in _STATUS_KEYS},
+            **{key: None for key in _OUTPUT_KEYS},
         }
-        secret_outputs = pulumi.ResourceOptions(additional_secret_outputs=["connection"])
+        secret_outputs = pulumi.ResourceOptions(additional_secret_outputs=["connection", "kubeconfig"])
         super().__init__(
             TanzuClusterProvider(), resource_name, props, pulumi.ResourceOptions.merge(secret_outputs, opts)
         )

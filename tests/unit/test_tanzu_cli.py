@@ -55,3 +55,26 @@ def test_failure_names_command_and_masks_secret(fake_cli):
 def test_missing_cli_named():
     with pytest.raises(tanzu_cli.TanzuError, match="tanzu CLI 'no-such-tanzu' not found on PATH"):
         tanzu_cli.run("no-such-tanzu", ["version"], timeout=5)
+
+
+def test_admin_kubeconfig_read_from_a_removed_private_file(tmp_path, monkeypatch):
+    """`kubeconfig get --admin` exports into a private directory; the file is read and then removed."""
+    record = tmp_path / "record"
+    script = tmp_path / "tanzu"
+    script.write_text(textwrap.dedent(f"""\
+        #!/bin/sh
+        while [ "$1" != "--export-file" ]; do shift; done
+        stat -c '%a' "$(dirname "$2")" > {record}
+        echo "$2" >> {record}
+        printf 'apiVersion: v1\\nkind: Config\\n' > "$2"
+        echo "Credentials of cluster 'wc' have been saved" >&2
+    """))
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+
+    content = tanzu_cli.admin_kubeconfig("tanzu", "wc", "default")
+
+    directory_mode, path = record.read_text().split()
+    assert content == "apiVersion: v1\nkind: Config\n"
+    assert directory_mode == "700"
+    assert not os.path.exists(path)
