@@ -79,7 +79,7 @@ def running_lab(hosts: int, gpus: str = GPUS_PER_HOST) -> Iterator[tuple[Lab, st
     """
     password = secrets.token_urlsafe(24)
     with tempfile.TemporaryDirectory(prefix="tkg-gpu-bench-") as state_dir:
-        lab = Lab(pathlib.Path(state_dir) / "lab", password, LabSettings(hosts=hosts, gpus=gpus))
+        lab = Lab(pathlib.Path(state_dir) / "lab", password, LabSettings(hosts=hosts, gpus=gpus, kubernetes=False))
         with lab:
             yield lab, password
 

@@ -1,7 +1,8 @@
 """Lab commands: ``python -m lab demo`` runs the dev stack end to end against a fresh lab.
 
-``start`` and ``stop`` keep a lab running between commands for interactive use; its process ID and
-address are in ``.lab/lab.json``.
+``start`` and ``stop`` keep a lab running between commands for interactive use; the process IDs of its
+simulator and control planes, and their addresses, are in ``.lab/lab.json``. ``switch NAME on|off`` turns a
+failure switch of that running lab on or off.
 """
 
 from __future__ import annotations
@@ -9,15 +10,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pathlib
 import shutil
-import signal
 import socket
 import sys
+import time
 
-from lab.lab import ROOT, Lab, LabError, LabSettings
+from lab.kube import ControlPlane, ProcessRecord, stop_processes
+from lab.lab import ROOT, SWITCHES, Lab, LabError, LabSettings, kubernetes_environment, progress, set_switch
 from lab.stack import PulumiError, Stack
 
 STATE_DIR = ROOT / ".lab"
+RECORD_PATH = STATE_DIR / "lab.json"
 DEV_PASSPHRASE = "tkg-gpu-lab"
 DEV_PORT = 18989
 
@@ -30,10 +34,6 @@ def dev_stack(lab: Lab | None = None) -> Stack:
         passphrase=os.environ.get("PULUMI_CONFIG_PASSPHRASE", DEV_PASSPHRASE),
         environment=lab.environment() if lab else {},
     )
-
-
-def progress(message: str) -> None:
-    print(f"==> {message}", file=sys.stderr, flush=True)
 
 
 def check_port_free() -> None:
@@ -79,38 +79,80 @@ def demo() -> int:
 
 def start() -> int:
     stack = reset_dev_stack()
-    lab = Lab(STATE_DIR / "lab", stack.config_get("tkg-gpu:vcenterPassword"), LabSettings(port=DEV_PORT)).start()
-    record = {"pid": lab.pid, "url": lab.url, "tanzu_state_dir": str(lab.tanzu_state_dir)}
-    (STATE_DIR / "lab.json").write_text(json.dumps(record))
-    progress(f"lab running: {lab.url} (pid {lab.pid}); stop it with `make lab-down`")
+    started = time.monotonic()
+    lab = Lab(STATE_DIR / "lab", stack.config_get("tkg-gpu:vcenterPassword"), LabSettings(port=DEV_PORT))
+    lab.start()
+    record = {
+        "url": lab.url,
+        "tanzu_state_dir": str(lab.tanzu_state_dir),
+        "processes": [process.to_json() for process in lab.records()],
+        "planes": {name: str(plane.state_dir) for name, plane in lab.planes.items()},
+    }
+    RECORD_PATH.write_text(json.dumps(record, indent=2))
+    progress(f"lab running after {time.monotonic() - started:.1f} s: {lab.url}; stop it with `make lab-down`")
     # Lines for `eval`; the tanzu double's vCenter password is read from the stack by the README's command.
     print(f"export TANZU_DOUBLE_STATE_DIR={lab.tanzu_state_dir}")
     print(f"export TANZU_DOUBLE_VSPHERE_USERNAME={lab.settings.username}")
+    if lab.management is not None and lab.workload is not None:
+        for name, value in kubernetes_environment(lab.management, lab.workload).items():
+            print(f"export {name}={value}")
+        print(f"export KUBECONFIG={lab.workload.kubeconfig_path}")
     return 0
 
 
+def read_record() -> dict | None:
+    if not RECORD_PATH.exists():
+        return None
+    return json.loads(RECORD_PATH.read_text())
+
+
 def stop() -> int:
-    record_path = STATE_DIR / "lab.json"
-    if not record_path.exists():
+    record = read_record()
+    if record is None:
         progress("no lab is running")
         return 0
 
-    record = json.loads(record_path.read_text())
-    try:
-        os.kill(record["pid"], signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    record_path.unlink()
-    progress(f"lab stopped (pid {record['pid']})")
+    started = time.monotonic()
+    if "processes" in record:
+        processes = [ProcessRecord.from_json(process) for process in record["processes"]]
+    else:
+        # A record written before the lab had control planes: only the simulator's PID.
+        processes = [ProcessRecord("vcsim-gpu", record["pid"], os.path.realpath(shutil.which("vcsim-gpu") or ""))]
+    stop_processes(processes)
+    for name, state_dir in record.get("planes", {}).items():
+        ControlPlane(name, pathlib.Path(state_dir)).remove_secrets()
+    RECORD_PATH.unlink()
+    pids = ", ".join(str(process.pid) for process in processes)
+    progress(f"lab stopped after {time.monotonic() - started:.1f} s (pids {pids})")
+    return 0
+
+
+def switch(name: str, state: str) -> int:
+    record = read_record()
+    if record is None:
+        raise LabError("no lab is running; start one with `make lab-up`")
+
+    planes = record.get("planes", {})
+    workload = ControlPlane("workload", pathlib.Path(planes["workload"])) if "workload" in planes else None
+    set_switch(name, state == "on", tanzu_state_dir=pathlib.Path(record["tanzu_state_dir"]), workload=workload)
+    progress(f"switch {name} is {state}")
     return 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m lab", description="Local tkg-gpu lab")
-    parser.add_argument("command", choices=["demo", "start", "stop"])
-    command = parser.parse_args().command
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("demo", help="run the dev stack end to end against a fresh lab, then stop the lab")
+    commands.add_parser("start", help="start a lab and print `export` lines for its environment")
+    commands.add_parser("stop", help="stop the lab that `start` started")
+    switch_parser = commands.add_parser("switch", help="turn a failure switch of the running lab on or off")
+    switch_parser.add_argument("name", choices=SWITCHES)
+    switch_parser.add_argument("state", choices=["on", "off"])
+    arguments = parser.parse_args()
     try:
-        return {"demo": demo, "start": start, "stop": stop}[command]()
+        if arguments.command == "switch":
+            return switch(arguments.name, arguments.state)
+        return {"demo": demo, "start": start, "stop": stop}[arguments.command]()
     except PulumiError as error:
         print(error, file=sys.stderr)
         return 1

@@ -20,7 +20,8 @@ def password():
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, password):
     started = labtools.start_lab(
-        tmp_path_factory.mktemp("lab"), password, hosts=2, gpus="A100-PCIE-80GB:2", no_rebind=("esxi-02.lab.local",)
+        tmp_path_factory.mktemp("lab"), password, hosts=2, gpus="A100-PCIE-80GB:2", no_rebind=("esxi-02.lab.local",),
+        kubernetes=False,
     )
     yield started
     started.stop()

@@ -11,7 +11,7 @@ from tests import labtools
 @pytest.mark.parametrize("hosts", [1, 32])
 def test_site_read_round_trips(tmp_path, hosts):
     password = labtools.sentinel_password()
-    lab = labtools.start_lab(tmp_path, password, hosts=hosts, gpus="A100-PCIE-80GB:2")
+    lab = labtools.start_lab(tmp_path, password, hosts=hosts, gpus="A100-PCIE-80GB:2", kubernetes=False)
     try:
         with vsphere.connect(labtools.lab_connection(lab, password)) as service_instance:
             lab.reset_request_count()
@@ -32,7 +32,7 @@ def test_device_read_round_trips(tmp_path, hosts):
     from components.passthrough import PassthroughDeviceProvider
 
     password = labtools.sentinel_password()
-    lab = labtools.start_lab(tmp_path, password, hosts=hosts, gpus="A100-PCIE-80GB:2")
+    lab = labtools.start_lab(tmp_path, password, hosts=hosts, gpus="A100-PCIE-80GB:2", kubernetes=False)
     props = {
         "host": f"esxi-{hosts:02d}.lab.local",
         "pci_address": "0000:3b:00.0",
