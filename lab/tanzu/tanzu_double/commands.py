@@ -11,9 +11,10 @@ from .config import FlatConfig
 from .errors import CliError
 from .flags import Invocation
 from .kubeconfig import admin_kubeconfig, context_name, default_kubeconfig_path, merge_into_file
-from .lifecycle import create_cluster, ensure_name_free, reconcile, update_record
+from .lifecycle import create_cluster, ensure_name_free, reconcile, sync_planes, update_record
 from .nodepool import delete_node_pool, parse_node_pool, set_node_pool
 from .output import cluster_tree, render_json, render_table, render_yaml, write_stdout
+from .planes import PlaneError, planes_from_env
 from .progress import ProgressLog
 from .render import dry_run_documents, dump_documents
 from .scale import ScaleRequest, scale_cluster, validate_request
@@ -224,6 +225,11 @@ def run_delete(invocation: Invocation) -> int:
 
     if update_record(store, namespace, name, mark) is None:
         raise CliError(f"cluster '{name}' not found in namespace '{namespace}'")
+    try:
+        sync_planes(store, namespace, name, dict(os.environ))
+    except PlaneError as error:
+        # The deletion goes ahead, because its completion removes the objects anyway.
+        log.warning(f"the Cluster object of '{name}' could not be marked as deleting: {error}")
     log.info(f"Workload cluster '{name}' is being deleted")
     return 0
 
@@ -262,7 +268,13 @@ def run_kubeconfig_get(invocation: Invocation) -> int:
     environ = dict(os.environ)
     export_file = invocation.get("export_file") or ""
     path = str(export_file) if export_file else default_kubeconfig_path(environ)
-    merge_into_file(admin_kubeconfig(name, record["workloadServer"], environ), path)
+    planes = planes_from_env(environ, store.root)
+    if planes is not None and planes.management is not None:
+        # As in TKG, the admin kubeconfig is the one that CAPI keeps in the management cluster.
+        config = planes.read_kubeconfig(namespace, name)
+    else:
+        config = admin_kubeconfig(name, record["workloadServer"], environ)
+    merge_into_file(config, path)
     context = context_name(name)
     log.info(f"Saved the admin credentials of cluster '{name}' to '{path}' as context '{context}'")
     log.info(f"Use it with: kubectl --kubeconfig {path} --context {context}")
@@ -300,6 +312,7 @@ def run_node_pool_set(invocation: Invocation) -> int:
 
     if update_record(store, namespace, cluster, mutate) is None:
         raise CliError(f"cluster '{cluster}' not found in namespace '{namespace}'")
+    sync_planes(store, namespace, cluster, dict(os.environ))
     log.info(f"Node pool '{result['name']}' of cluster '{cluster}' updated")
     return 0
 
@@ -341,6 +354,7 @@ def run_node_pool_delete(invocation: Invocation) -> int:
     store = _open_store_for_cluster(log, cluster, namespace)
     if update_record(store, namespace, cluster, lambda record: delete_node_pool(record, pool_name)) is None:
         raise CliError(f"cluster '{cluster}' not found in namespace '{namespace}'")
+    sync_planes(store, namespace, cluster, dict(os.environ))
     log.info(f"Node pool '{pool_name}' is being deleted")
     return 0
 

@@ -5,10 +5,14 @@ merged without switching the file's current context; a new file gets it as curre
 The server URL comes from the cluster record. Credentials come from the current context of
 the kubeconfig named by TANZU_DOUBLE_WORKLOAD_KUBECONFIG, so that the lab's real workload API
 server accepts them. Without that variable the user entry is empty and TLS verification is off.
+With TANZU_DOUBLE_MANAGEMENT_KUBECONFIG set, the double stores this kubeconfig, made
+self-contained, in the Secret `<cluster>-kubeconfig` of the management cluster, and
+`kubeconfig get` reads it from there (planes.py).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import tempfile
@@ -81,6 +85,53 @@ def admin_kubeconfig(cluster: str, server: str, environ: dict[str, str]) -> dict
         "preferences": {},
         "users": [{"name": user_name, "user": user_fields}],
     }
+
+
+# File fields of a kubeconfig and the fields that carry the same data inline.
+_EMBEDDED_FIELDS = {
+    "certificate-authority": "certificate-authority-data",
+    "client-certificate": "client-certificate-data",
+    "client-key": "client-key-data",
+}
+
+
+def _embed_files(entry: dict, entry_name: str) -> dict:
+    result = dict(entry)
+    for file_field, data_field in _EMBEDDED_FIELDS.items():
+        path = result.pop(file_field, None)
+        if not path or result.get(data_field):
+            continue
+        try:
+            with open(path, "rb") as stream:
+                result[data_field] = base64.b64encode(stream.read()).decode("ascii")
+        except OSError as error:
+            raise CliError(f"unable to read the {file_field} file of {entry_name} {path!r}: {error.strerror}") from None
+    token_file = result.pop("tokenFile", None)
+    if token_file and not result.get("token"):
+        try:
+            with open(token_file, encoding="utf-8") as stream:
+                result["token"] = stream.read().strip()
+        except (OSError, UnicodeDecodeError):
+            raise CliError(f"unable to read the tokenFile of {entry_name} {token_file!r}") from None
+    return result
+
+
+def self_contained(config: dict) -> dict:
+    """Return a copy of a kubeconfig whose certificate, key and token files are embedded as data.
+
+    The Secret that CAPI writes for a workload cluster is read on other machines, so it carries
+    no file paths.
+    """
+    result = dict(config)
+    result["clusters"] = [
+        {**item, "cluster": _embed_files(item.get("cluster") or {}, f"cluster {item.get('name')!r}")}
+        for item in config.get("clusters") or []
+    ]
+    result["users"] = [
+        {**item, "user": _embed_files(item.get("user") or {}, f"user {item.get('name')!r}")}
+        for item in config.get("users") or []
+    ]
+    return result
 
 
 def _merge_named(existing: list | None, new: list) -> list:

@@ -13,6 +13,10 @@ password, so that step logs in with TANZU_DOUBLE_VSPHERE_USERNAME and
 TANZU_DOUBLE_VSPHERE_PASSWORD from the environment of the invocation, standing in for the
 credentials a real management cluster keeps. Without them the cluster stays `deleting`, and every
 invocation prints a warning.
+
+When the environment names the lab's Kubernetes clusters (planes.py), create writes the
+cluster's CAPI objects before the first VM is cloned and brings them and the workload Nodes up to
+date once the VMs run. A completed deletion removes them before the VMs are destroyed.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from . import records
 from .config import decode_password
 from .endpoint import Connection
 from .errors import CliError
+from .planes import PlaneError, planes_from_env
 from .progress import ProgressLog
 from .state import StateStore, now_iso
 from .validation import ClusterSpec, MachineSpec, VSphereCredentials, VSphereTarget
@@ -93,6 +98,8 @@ def reconcile(store: StateStore, log: ProgressLog, environ: dict[str, str]) -> N
         vm_ids = pending
         if due:
             vm_ids += [machine["vmId"] for machine in record["machines"] if machine.get("vmId")]
+            if not _remove_from_planes(record, log, environ, store.root):
+                continue
         if vm_ids and not _destroy(record, vm_ids, log, environ):
             continue
         if due:
@@ -100,6 +107,34 @@ def reconcile(store: StateStore, log: ProgressLog, environ: dict[str, str]) -> N
         else:
             record["pendingVmDeletions"] = []
             store.save(record)
+
+
+def _remove_from_planes(record: dict, log: ProgressLog, environ: dict[str, str], state_dir: str) -> bool:
+    """Delete the cluster's CAPI objects and Nodes, if the environment names the lab's clusters."""
+    planes = planes_from_env(environ, state_dir)
+    if planes is None:
+        return True
+    try:
+        planes.remove(record)
+    except PlaneError as error:
+        log.warning(f"cluster '{record['name']}' cannot finish deleting yet: {error}")
+        return False
+    return True
+
+
+def sync_planes(store: StateStore, namespace: str, name: str, environ: dict[str, str]) -> None:
+    """Bring the cluster's CAPI objects and Nodes in line with its record. Raises PlaneError.
+
+    Does nothing when the environment names neither of the lab's clusters or the record is gone.
+    Runs under the store lock, so it writes a consistent record.
+    """
+    planes = planes_from_env(environ, store.root)
+    if planes is None:
+        return
+    with store.locked():
+        record = store.load(namespace, name)
+        if record is not None:
+            planes.sync(record)
 
 
 def _destroy(record: dict, vm_ids: list[str], log: ProgressLog, environ: dict[str, str]) -> bool:
@@ -290,6 +325,22 @@ def ensure_name_free(store: StateStore, spec: ClusterSpec, log: ProgressLog, env
     with store.locked():
         reconcile(store, log, environ)
         _raise_if_exists(store, spec)
+    planes = planes_from_env(environ, store.root)
+    if planes is not None:
+        planes.check_name_free(spec.namespace, spec.name)
+
+
+def _unregister_cluster(store: StateStore, spec: ClusterSpec, environ: dict[str, str]) -> None:
+    """Undo _register_cluster after the CAPI objects could not be written, before any VM exists."""
+    with store.locked():
+        record = store.load(spec.namespace, spec.name)
+        store.remove(spec.namespace, spec.name)
+    planes = planes_from_env(environ, store.root)
+    if planes is not None and record is not None:
+        try:
+            planes.remove(record)
+        except PlaneError:
+            pass  # the error that made create fail is reported instead
 
 
 def _register_cluster(
@@ -322,6 +373,11 @@ def create_cluster(
         inventories = InventoryCache(service_instance)
         inventories.get(spec.vsphere)  # an unknown inventory object fails before anything is recorded
         _register_cluster(store, spec, connection, log, environ)
+        try:
+            sync_planes(store, spec.namespace, spec.name, environ)
+        except PlaneError:
+            _unregister_cluster(store, spec, environ)
+            raise
         log.info(f"creating workload cluster '{spec.name}'...")
         builds = [
             MachineBuild(records.new_machine(vm_name, role, pool), machine, spec.vsphere)
@@ -333,6 +389,7 @@ def create_cluster(
         disconnect(service_instance)
 
     _finish_create(store, spec, failures)
+    sync_planes(store, spec.namespace, spec.name, environ)
     if failures:
         raise CliError(
             f"workload cluster '{spec.name}' was not created: {len(failures)} of {planned} machines "

@@ -9,6 +9,7 @@ A record is a JSON object that state.py stores. Its fields:
   workerRolloutStrategy.
 - createFinishedAt and lastError (the first machine failure), written when create ends.
 - topology: spec.topology of the class-based Cluster.
+- clusterNetwork: spec.clusterNetwork of the Cluster (pod and service CIDRs).
 - vcenter: server, insecure and thumbprint, without credentials.
 - machines: one entry per VM with name, role, pool, vmId, phase, reason, message,
   simulated and createdAt.
@@ -24,7 +25,7 @@ import time
 import uuid
 
 from .endpoint import Connection
-from .render import build_topology, cluster_annotations
+from .render import build_topology, cluster_annotations, cluster_network
 from .state import now_iso, process_alive
 from .validation import ClusterSpec
 
@@ -64,6 +65,7 @@ def new_record(spec: ClusterSpec, connection: Connection, environ: dict[str, str
         "workloadServer": environ.get(WORKLOAD_SERVER_VARIABLE) or DEFAULT_WORKLOAD_SERVER,
         "workerRolloutStrategy": spec.worker_rollout_strategy,
         "topology": build_topology(spec),
+        "clusterNetwork": cluster_network(spec),
         "vcenter": connection.to_record(),
         "machines": [],
         "objectSuffixes": {"cluster": random_suffix(), **{pool: random_suffix() for pool in pools}},

@@ -160,6 +160,14 @@ def cluster_annotations(spec: ClusterSpec) -> dict[str, str]:
     return annotations
 
 
+def cluster_network(spec: ClusterSpec) -> dict[str, object]:
+    """`spec.clusterNetwork` of the Cluster: pod and service CIDRs, each possibly comma-separated."""
+    return {
+        "pods": {"cidrBlocks": spec.cluster_cidr.split(",")},
+        "services": {"cidrBlocks": spec.service_cidr.split(",")},
+    }
+
+
 def cluster_object(spec: ClusterSpec) -> dict[str, object]:
     return {
         "apiVersion": "cluster.x-k8s.io/v1beta1",
@@ -171,10 +179,7 @@ def cluster_object(spec: ClusterSpec) -> dict[str, object]:
             "namespace": spec.namespace,
         },
         "spec": {
-            "clusterNetwork": {
-                "pods": {"cidrBlocks": spec.cluster_cidr.split(",")},
-                "services": {"cidrBlocks": spec.service_cidr.split(",")},
-            },
+            "clusterNetwork": cluster_network(spec),
             "topology": build_topology(spec),
         },
     }

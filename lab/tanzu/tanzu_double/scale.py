@@ -13,6 +13,8 @@ create. It builds one VM per new machine through the create code path, with the 
 VMX keys, PCI devices and hardware version stored in the cluster's topology. A VM that cannot
 start fails the command with vCenter's fault text. Surplus machines leave the record at once,
 and their VMs go to pendingVmDeletions, which the next invocation's reconcile() destroys.
+When the environment names the lab's Kubernetes clusters, the CAPI objects and Nodes follow the
+new counts before the command returns (planes.py).
 New VMs need the vCenter login in TANZU_DOUBLE_VSPHERE_USERNAME and
 TANZU_DOUBLE_VSPHERE_PASSWORD. A scale-down needs it only when the queued VMs are destroyed.
 """
@@ -34,6 +36,7 @@ from .lifecycle import (
     MachineBuild,
     build_machines,
     credentials_from_env,
+    sync_planes,
     update_record,
 )
 from .progress import ProgressLog
@@ -286,6 +289,7 @@ def scale_cluster(
     final = _finish_scale(store, namespace, name, previous_status, failures)
     if final is None or final["phase"] == "deleting":
         raise CliError(f"cluster '{name}' was deleted while it was being scaled")
+    sync_planes(store, namespace, name, environ)
     if failures:
         raise CliError(
             f"workload cluster '{name}' was not fully scaled: {len(failures)} of {len(builds)} new machines "

@@ -1,8 +1,9 @@
-"""Fixtures for the tanzu test double: a subprocess runner, config files and seeded records."""
+"""Fixtures for the tanzu test double: a subprocess runner, config files, seeded records, a control plane."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -124,3 +125,42 @@ def seed_cluster(state_dir: Path):
         return record
 
     return seed
+
+
+# The processes of one lab Kubernetes control plane (lab/kube.py), all looked up on PATH.
+KUBE_COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+CAPI_CRDS = REPOSITORY_ROOT / "lab" / "capi" / "crds.yaml"
+
+
+@pytest.fixture(scope="session")
+def kube_plane(tmp_path_factory):
+    """Start one lab control plane with the Cluster API CRDs, shared by all tests of the session.
+
+    The tests use it as both the management and the workload cluster, because the CAPI objects
+    and the kwok Nodes of a cluster do not collide. Skipped when a component is missing from PATH.
+    """
+    missing = [name for name in KUBE_COMPONENTS if shutil.which(name) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not on PATH; `make tools` builds them into ~/.cache/tkg-gpu/bin")
+    if not CAPI_CRDS.exists():
+        pytest.skip(f"{CAPI_CRDS} is missing")
+    from lab.kube import ControlPlane
+
+    plane = ControlPlane("tanzu-test", tmp_path_factory.mktemp("kube-plane"))
+    plane.start()
+    try:
+        plane.install_crds(CAPI_CRDS)
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture
+def plane_env(kube_plane) -> dict[str, str]:
+    """Environment that points the double at the test control plane for both roles."""
+    return {
+        "TANZU_DOUBLE_MANAGEMENT_KUBECONFIG": str(kube_plane.kubeconfig_path),
+        "TANZU_DOUBLE_WORKLOAD_KUBECONFIG": str(kube_plane.kubeconfig_path),
+        "TANZU_DOUBLE_WORKLOAD_SERVER": kube_plane.server,
+        "TANZU_DOUBLE_DELETE_DELAY_SECONDS": "0",
+    }

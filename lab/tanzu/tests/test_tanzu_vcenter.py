@@ -109,7 +109,8 @@ def vcenter(tmp_path_factory):
     from lab.lab import Lab, LabSettings
 
     password = secrets.token_hex(16)
-    settings = LabSettings(port=0, hosts=LAB_HOSTS, gpus=LAB_GPUS)
+    # The Kubernetes tests below start their own control plane (conftest.kube_plane).
+    settings = LabSettings(port=0, hosts=LAB_HOSTS, gpus=LAB_GPUS, kubernetes=False)
     lab = Lab(tmp_path_factory.mktemp("vcenter-lab"), password, settings).start()
     try:
         simulator = Simulator(lab.server, settings.username, password)
@@ -261,3 +262,57 @@ def test_scale_gpu_workers(tanzu, gpu_config, vcenter):
         assert deleted.returncode == 0, deleted.stderr
         assert tanzu("cluster", "list", "-o", "json", env=vcenter.credentials).stdout == "[]"
     assert vm_facts(vcenter, "e2e-gpu-") == {}
+
+
+def test_gpu_cluster_in_kubernetes_planes(tanzu, gpu_config, vcenter, plane_env, kube_plane, tmp_path):
+    """Create, scale and delete with the planes set: CAPI objects, kubeconfig Secret and GPU Nodes follow."""
+    import kubernetes.client
+
+    env = {**vcenter.credentials, **plane_env}
+    created = tanzu("cluster", "create", "e2e-planes", "-f", str(gpu_config), env=env)
+    assert created.returncode == 0, created.stderr
+    try:
+        with kube_plane.api_client() as client:
+            core = kubernetes.client.CoreV1Api(client)
+            custom = kubernetes.client.CustomObjectsApi(client)
+
+            def gpu_workers() -> dict[str, str]:
+                return {
+                    node.metadata.name: node.status.allocatable.get("nvidia.com/gpu")
+                    for node in core.list_node().items
+                    if node.metadata.name.startswith("e2e-planes-md-0-")
+                }
+
+            cluster = custom.get_namespaced_custom_object("cluster.x-k8s.io", "v1beta1", "default", "clusters", "e2e-planes")
+            assert cluster["status"]["phase"] == "Provisioned"
+            assert core.read_namespaced_secret("e2e-planes-kubeconfig", "default").type == "cluster.x-k8s.io/secret"
+            assert set(gpu_workers()) == set(vm_facts(vcenter, "e2e-planes-md-0-"))
+            assert list(gpu_workers().values()) == ["1"]
+            [control_plane] = [node for node in core.list_node().items if node.metadata.name.startswith("e2e-planes-control-plane-")]
+            assert control_plane.spec.taints[0].key == "node-role.kubernetes.io/control-plane"
+
+            exported = tmp_path / "e2e-planes.kubeconfig"
+            fetched = tanzu("cluster", "kubeconfig", "get", "e2e-planes", "--admin", "--export-file", str(exported), env=env)
+            assert fetched.returncode == 0, fetched.stderr
+            assert yaml.safe_load(exported.read_text())["clusters"][0]["cluster"]["server"] == kube_plane.server
+
+            scaled = tanzu("cluster", "scale", "e2e-planes", "-w", str(FREE_DEVICES), env=env)
+            assert scaled.returncode == 0, scaled.stderr
+            assert list(gpu_workers().values()) == ["1"] * FREE_DEVICES
+            deployments = custom.list_namespaced_custom_object(
+                "cluster.x-k8s.io", "v1beta1", "default", "machinedeployments",
+                label_selector="cluster.x-k8s.io/cluster-name=e2e-planes",
+            )["items"]
+            assert [item["spec"]["replicas"] for item in deployments] == [FREE_DEVICES]
+    finally:
+        deleted = tanzu("cluster", "delete", "e2e-planes", "-y", env=env)
+        assert deleted.returncode == 0, deleted.stderr
+        assert tanzu("cluster", "list", "-o", "json", env=env).stdout == "[]"
+    assert vm_facts(vcenter, "e2e-planes-") == {}
+    with kube_plane.api_client() as client:
+        names = [node.metadata.name for node in kubernetes.client.CoreV1Api(client).list_node().items]
+        assert [name for name in names if name.startswith("e2e-planes-")] == []
+        clusters = kubernetes.client.CustomObjectsApi(client).list_namespaced_custom_object(
+            "cluster.x-k8s.io", "v1beta1", "default", "clusters"
+        )["items"]
+        assert "e2e-planes" not in [item["metadata"]["name"] for item in clusters]
