@@ -1,0 +1,209 @@
+"""GpuOperator with the real Pulumi engine and Kubernetes provider: the lab's fixture chart on a kwok plane.
+
+The program deploys the chart from ``lab/charts/gpu-operator`` to a control plane of ``lab.kube`` with two
+fake GPU workers and one tainted control-plane node, then checks what Helm created and that the policy pack
+accepts the Release. A site registry is not covered here, because the chart would then come from an OCI registry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+
+import pytest
+import yaml
+
+from lab.stack import Stack
+from tests import labtools
+from tests.unit.sites import site_dict
+
+PROJECT_FILES = ("components", "policies", "locale")
+FIXTURE_CHART = labtools.ROOT / "lab" / "charts" / "gpu-operator"
+GPU_NODE_LABEL = "feature.node.kubernetes.io/pci-10de.present"
+GPU_WORKERS = ("gpu-worker-0", "gpu-worker-1")
+
+PROGRAM = '''"""Test program: one GpuOperator from the site settings and GPU generations in $GPU_OPERATOR_TEST_INPUT."""
+
+import json
+import os
+import pathlib
+
+import pulumi
+import pulumi_kubernetes as kubernetes
+
+from components import config, gpu_operator
+
+test_input = json.loads(pathlib.Path(os.environ["GPU_OPERATOR_TEST_INPUT"]).read_text())
+kubeconfig = pathlib.Path(test_input["kubeconfig_path"]).read_text()
+provider = kubernetes.Provider("workload", kubeconfig=pulumi.Output.secret(kubeconfig))
+operator = gpu_operator.GpuOperator(
+    "gpu-operator",
+    site=config.parse_site_config(test_input["site"]),
+    generations=set(test_input["generations"]),
+    provider=provider,
+)
+
+pulumi.export("releaseName", operator.release_name)
+pulumi.export("namespace", operator.namespace)
+pulumi.export("status", operator.status)
+pulumi.export("chartVersion", operator.chart_version)
+'''
+
+
+def pulumi_home() -> str:
+    """Return PULUMI_HOME as the Makefile sets it, where the Kubernetes provider plugin is installed."""
+    cache = os.environ.get("TKG_GPU_CACHE") or str(pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache") / "tkg-gpu")
+
+    return os.environ.get("PULUMI_HOME") or str(pathlib.Path(cache) / "pulumi-home")
+
+
+def write_project(target: pathlib.Path) -> None:
+    """Write a project with the test program, a copy of the code and policies, and the fixture chart."""
+    for name in PROJECT_FILES:
+        shutil.copytree(labtools.ROOT / name, target / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(FIXTURE_CHART, target / "lab" / "charts" / "gpu-operator")
+
+    venv = str(labtools.ROOT / ".venv")
+    project = {"name": "gpu-operator-test", "runtime": {"name": "python", "options": {"toolchain": "pip", "virtualenv": venv}}}
+    (target / "Pulumi.yaml").write_text(yaml.safe_dump(project))
+    (target / "__main__.py").write_text(PROGRAM)
+    pack_file = target / "policies" / "PulumiPolicy.yaml"
+    pack = yaml.safe_load(pack_file.read_text())
+    pack["runtime"]["options"]["virtualenv"] = venv
+    pack_file.write_text(yaml.safe_dump(pack))
+
+
+def create_nodes(plane) -> None:
+    """Create kwok nodes as the tanzu double does: GPU workers with the NFD label, a tainted control plane."""
+    import kubernetes.client
+
+    nodes = [(name, {GPU_NODE_LABEL: "true"}, [], {"nvidia.com/gpu": "1"}) for name in GPU_WORKERS]
+    nodes.append(
+        (
+            "control-plane-0",
+            {"node-role.kubernetes.io/control-plane": ""},
+            [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}],
+            {},
+        )
+    )
+    with plane.api_client() as client:
+        core = kubernetes.client.CoreV1Api(client)
+        for name, labels, taints, extra in nodes:
+            capacity = {"cpu": "8", "memory": "32Gi", "pods": "110", **extra}
+            core.create_node(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Node",
+                    "metadata": {"name": name, "labels": labels, "annotations": {"kwok.x-k8s.io/node": "fake"}},
+                    "spec": {"taints": taints},
+                    "status": {"capacity": capacity, "allocatable": capacity},
+                }
+            )
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory):
+    """Deploy the GpuOperator on a fresh plane for a Volta site that enforces Pod Security; destroy it afterwards."""
+    from lab.kube import ControlPlane
+
+    for tool in ("pulumi", "kube-apiserver", "kwok"):
+        labtools.require_tool(tool)
+
+    work = tmp_path_factory.mktemp("gpu-operator")
+    plane = ControlPlane("workload", work / "plane").start()
+    stack = None
+    try:
+        create_nodes(plane)
+        project = work / "project"
+        write_project(project)
+        site = site_dict(
+            cluster={"podSecurityStandardEnforce": "baseline"},
+            gpuOperator={"chart": {"path": "lab/charts/gpu-operator"}, "version": "v26.3.0-lab.1", "timeout": "3m"},
+        )
+        test_input = work / "input.json"
+        test_input.write_text(json.dumps({"kubeconfig_path": str(plane.kubeconfig_path), "site": site, "generations": ["Volta"]}))
+        stack = Stack(
+            project_dir=project,
+            name="test",
+            backend_dir=work / "backend",
+            passphrase="gpu-operator-test-passphrase",
+            environment={"GPU_OPERATOR_TEST_INPUT": str(test_input), "PULUMI_HOME": pulumi_home()},
+            log_path=work / "pulumi.log",
+        )
+        stack.init()
+        stack.run("up", "--yes", "--skip-preview")
+        yield stack, plane
+        stack.run("destroy", "--yes", "--skip-preview")
+    finally:
+        plane.stop()
+
+
+def test_release_outputs(deployed):
+    stack, _plane = deployed
+
+    outputs = stack.outputs()
+
+    assert outputs == {
+        "releaseName": "gpu-operator",
+        "namespace": "gpu-operator",
+        "status": "deployed",
+        "chartVersion": "v26.3.0-lab.1",
+    }
+
+
+def test_namespace_labelled_privileged(deployed):
+    import kubernetes.client
+
+    _stack, plane = deployed
+    with plane.api_client() as client:
+        labels = kubernetes.client.CoreV1Api(client).read_namespace("gpu-operator").metadata.labels
+
+    for mode in ("enforce", "audit", "warn"):
+        assert labels.get(f"pod-security.kubernetes.io/{mode}") == "privileged", mode
+
+
+def test_operands_ready_on_gpu_nodes(deployed):
+    import kubernetes.client
+
+    _stack, plane = deployed
+    with plane.api_client() as client:
+        apps = kubernetes.client.AppsV1Api(client)
+        daemon_set = apps.read_namespaced_daemon_set("nvidia-device-plugin-daemonset", "gpu-operator")
+        operator = apps.read_namespaced_deployment("gpu-operator", "gpu-operator")
+        pods = kubernetes.client.CoreV1Api(client).list_namespaced_pod(
+            "gpu-operator", label_selector="app.kubernetes.io/component=nvidia-device-plugin"
+        )
+
+    assert daemon_set.status.desired_number_scheduled == len(GPU_WORKERS)
+    assert daemon_set.status.number_ready == len(GPU_WORKERS)
+    assert sorted(pod.spec.node_name for pod in pods.items) == sorted(GPU_WORKERS)
+    assert operator.status.ready_replicas == 1
+
+
+def test_cluster_policy_carries_driver_choice(deployed):
+    import kubernetes.client
+
+    _stack, plane = deployed
+    with plane.api_client() as client:
+        policy = kubernetes.client.CustomObjectsApi(client).get_cluster_custom_object(
+            "nvidia.com", "v1", "clusterpolicies", "cluster-policy"
+        )
+
+    assert policy["spec"]["driver"]["version"] == "580.126.20"
+    assert policy["spec"]["driver"]["kernelModuleType"] == "proprietary"
+    assert policy["spec"]["psa"] == {"enabled": True}
+
+
+def test_policy_pack_accepts_release(deployed):
+    """The pack's Release rules read the inputs the engine passes after the provider's Check."""
+    stack, _plane = deployed
+
+    result = stack.run("preview", "--policy-pack", "policies", check=False)
+    output = result.stdout + result.stderr
+
+    assert result.returncode == 0, output
+    assert "tkg-gpu@" in output, "the policy pack did not run"
+    assert "gpu-operator-chart-pinned" not in output
+    assert "air-gapped-registry" not in output
