@@ -244,36 +244,6 @@ def test_fixture_chart_metadata():
 # --- GpuOperator under mocks ------------------------------------------------------------------------------
 
 
-class RecordingMocks(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
-        self.resources: dict[str, dict[str, Any]] = {}
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        outputs = dict(args.inputs)
-        if args.typ == "kubernetes:helm.sh/v3:Release":
-            outputs["status"] = {
-                "name": args.inputs["name"],
-                "namespace": args.inputs["namespace"],
-                "status": "deployed",
-                "version": args.inputs["version"],
-                "chart": "gpu-operator",
-            }
-        self.resources[args.name] = {"type": args.typ, "inputs": args.inputs}
-
-        return f"{args.name}-id", outputs
-
-    def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}
-
-
-@pytest.fixture
-def mocks():
-    recorder = RecordingMocks()
-    pulumi.runtime.set_mocks(recorder, preview=False)
-    yield recorder
-    pulumi.runtime.settings.SETTINGS.monitor = None
-
-
 def declare(**overrides: Any) -> gpu_operator.GpuOperator:
     site = config.parse_site_config(site_dict(**overrides))
     provider = kubernetes.Provider("workload", kubeconfig="{}")

@@ -367,32 +367,6 @@ def test_update_keeps_outputs():
 # Component under Pulumi mocks
 
 
-class RecordingMocks(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
-        self.resources: dict[str, dict] = {}
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        outputs = dict(args.inputs)
-        if args.typ == "kubernetes:core/v1:Pod":
-            outputs["metadata"] = {**args.inputs["metadata"], "uid": "uid-1"}
-        if args.typ.endswith("tkggpu:CudaValidation"):
-            outputs.update(result="Test PASSED", node="gpu-wc-01-md-0-a", allocatable_gpus=2, log_tail="Test PASSED\nDone")
-        self.resources[args.name] = {"type": args.typ, "inputs": args.inputs}
-
-        return f"{args.name}-id", outputs
-
-    def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}
-
-
-@pytest.fixture
-def mocks():
-    recorder = RecordingMocks()
-    pulumi.runtime.set_mocks(recorder, preview=False)
-    yield recorder
-    pulumi.runtime.settings.SETTINGS.monitor = None
-
-
 def build_component(settings: ValidationSettings | None = None, registry: RegistrySettings | None = None):
     provider = k8s.Provider("workload", kubeconfig="{}")
     return gpu_validation.GpuValidation(

@@ -3,37 +3,10 @@
 from __future__ import annotations
 
 import pulumi
-import pytest
 
 from components import config, gpu_profile
 from tests.unit.sites import inventory as hosts_inventory
 from tests.unit.sites import site_dict, template
-
-
-class RecordingMocks(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
-        self.resources: dict[str, dict] = {}
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        outputs = dict(args.inputs)
-        if args.typ.endswith("tkggpu:PassthroughDevice"):
-            outputs.update(passthru_enabled=True, passthru_active=True, reboot_required=False)
-        if args.typ.endswith("tkggpu:TanzuCluster"):
-            outputs.update(status="running")
-        self.resources[args.name] = {"type": args.typ, "inputs": args.inputs}
-
-        return f"{args.name}-id", outputs
-
-    def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}
-
-
-@pytest.fixture
-def mocks():
-    recorder = RecordingMocks()
-    pulumi.runtime.set_mocks(recorder, preview=False)
-    yield recorder
-    pulumi.runtime.settings.SETTINGS.monitor = None
 
 
 def build_stack():
