@@ -37,6 +37,8 @@ CONFIG_KEYS = (
     "managementStack",
     "management",
 )
+# Settings whose value is a plain string rather than an object or a list.
+TEXT_KEYS = ("role", "managementStack")
 PASSWORD_KEY = "vcenterPassword"
 
 _GO_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+$")

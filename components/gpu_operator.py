@@ -17,6 +17,7 @@ import pulumi
 import pulumi_kubernetes as kubernetes
 
 from components import gpu_driver
+from components import site as site_module
 from components.config import ConfigError, GpuOperatorSettings, SiteConfig, duration_seconds
 from components.i18n import _
 
@@ -170,20 +171,6 @@ def namespace_labels(pod_security: bool) -> dict[str, str]:
     return {f"{PSA_LABEL_PREFIX}{mode}": "privileged" for mode in PSA_MODES}
 
 
-def project_directory() -> pathlib.Path:
-    """Return the Pulumi project directory: the engine's root directory, else the nearest parent with Pulumi.yaml."""
-    root = pulumi.get_root_directory()
-    if root:
-        return pathlib.Path(root)
-
-    start = pathlib.Path.cwd()
-    for directory in (start, *start.parents):
-        if (directory / "Pulumi.yaml").is_file():
-            return directory
-
-    return start
-
-
 class GpuOperator(pulumi.ComponentResource):
     """The GPU Operator on a workload cluster: its namespace and a Helm release with a fixed name and version.
 
@@ -211,7 +198,7 @@ class GpuOperator(pulumi.ComponentResource):
         registry = site.registry.repository if site.registry else None
         pod_security = site.cluster.pod_security_standard_enforce is not None
         driver = gpu_driver.choose_driver(settings, generations)
-        location = chart_source(settings, registry, project_directory())
+        location = chart_source(settings, registry, site_module.project_directory())
         _check_chart_path(settings, location)
         if location.replaced is not None:
             pulumi.log.warn(

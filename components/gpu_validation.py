@@ -119,12 +119,9 @@ def allocatable_problem(nodes: list[Mapping[str, Any]], expected: int) -> str | 
     if total == expected:
         return None
 
-    listing = ", ".join(
-        f"{_node_name(node)}={per_node[_node_name(node)]}"
-        if _node_name(node) in per_node
-        else f"{_node_name(node)}={_('not advertised')}"
-        for node in sorted(nodes, key=_node_name)
-    )
+    not_advertised = _("not advertised")
+    names = sorted(_node_name(node) for node in nodes)
+    listing = ", ".join(f"{name}={per_node.get(name, not_advertised)}" for name in names)
 
     return _(
         "expected {expected} {resource} allocatable in total on the workload cluster's nodes, found {found}; "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 import shutil
 from typing import Any
 
@@ -12,12 +13,27 @@ from components import config, vsphere
 from components.i18n import _
 
 
+def project_directory() -> pathlib.Path:
+    """Return the Pulumi project directory: the engine's root directory, else the nearest parent with Pulumi.yaml."""
+    root = pulumi.get_root_directory()
+    if root:
+        return pathlib.Path(root)
+
+    start = pathlib.Path.cwd()
+    for directory in (start, *start.parents):
+        if (directory / "Pulumi.yaml").is_file():
+            return directory
+
+    return start
+
+
 def read_raw_config() -> dict[str, Any]:
     """Collect the ``tkg-gpu:`` settings as plain data; the password is read separately as a secret."""
     stack_config = pulumi.Config(config.NAMESPACE)
     raw: dict[str, Any] = {}
     for key in config.CONFIG_KEYS:
-        value = stack_config.get_object(key)
+        # get_object parses JSON, which a plain string such as `role: management` is not.
+        value = stack_config.get(key) if key in config.TEXT_KEYS else stack_config.get_object(key)
         if value is not None:
             raw[key] = value
 

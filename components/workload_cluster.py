@@ -19,6 +19,7 @@ class TanzuWorkloadCluster(pulumi.ComponentResource):
     cluster_name: pulumi.Output[str]
     status: pulumi.Output[str]
     variables: pulumi.Output[dict[str, Any]]
+    kubeconfig: pulumi.Output[str]
 
     def __init__(
         self,
@@ -68,6 +69,7 @@ class TanzuWorkloadCluster(pulumi.ComponentResource):
         )
 
         self.cluster_name = self.cluster.cluster_name
+        self.kubeconfig = pulumi.Output.secret(self.cluster.kubeconfig)
         self.status = self.cluster.status
         self.variables = self.config.variables
         self.register_outputs({"cluster_name": self.cluster_name, "status": self.status})

@@ -26,10 +26,11 @@ DEV_PASSPHRASE = "tkg-gpu-lab"
 DEV_PORT = 18989
 
 
-def dev_stack(lab: Lab | None = None) -> Stack:
+def lab_stack(name: str, lab: Lab | None = None) -> Stack:
+    """The dev site stack or the mgmt management stack, both in the lab's own file backend."""
     return Stack(
         project_dir=ROOT,
-        name="dev",
+        name=name,
         backend_dir=STATE_DIR / "backend",
         passphrase=os.environ.get("PULUMI_CONFIG_PASSPHRASE", DEV_PASSPHRASE),
         environment=lab.environment() if lab else {},
@@ -47,40 +48,45 @@ def check_port_free() -> None:
             ) from None
 
 
-def reset_dev_stack() -> Stack:
-    """Start the dev stack from empty state, because every lab starts with a fresh simulator."""
+def reset_lab_stacks() -> tuple[Stack, Stack]:
+    """Start the mgmt and dev stacks from empty state, because every lab starts with a fresh simulator and planes."""
     check_port_free()
-    stack = dev_stack()
-    progress("resetting the dev stack's lab state in .lab/")
-    stack.remove()
-    stack.init()
+    progress("resetting the lab stacks' state in .lab/")
+    stacks = (lab_stack("mgmt"), lab_stack("dev"))
+    for stack in stacks:
+        stack.remove()
+        stack.init()
     shutil.rmtree(STATE_DIR / "lab" / "tanzu", ignore_errors=True)
 
-    return stack
+    return stacks
 
 
 def demo() -> int:
-    stack = reset_dev_stack()
-    password = stack.config_get("tkg-gpu:vcenterPassword")
+    management, site = reset_lab_stacks()
+    password = site.config_get("tkg-gpu:vcenterPassword")
 
-    progress(f"starting the vCenter simulator on 127.0.0.1:{DEV_PORT}")
+    progress(f"starting the lab: vCenter simulator on 127.0.0.1:{DEV_PORT}, management and workload control planes")
     with Lab(STATE_DIR / "lab", password, LabSettings(port=DEV_PORT)) as lab:
-        stack.environment = lab.environment()
-        progress("pulumi preview --policy-pack policies")
-        print(stack.run("preview", "--policy-pack", "policies").stdout)
-        progress("pulumi up --policy-pack policies")
-        print(stack.run("up", "--yes", "--skip-preview", "--policy-pack", "policies", "--suppress-outputs").stdout)
-        progress("stack outputs")
-        print(json.dumps(stack.outputs(), indent=2))
+        for stack in (management, site):
+            stack.environment = lab.environment()
+        progress("pulumi up of the mgmt stack: --etcd-dial-timeout-duration on the kubeadm control-plane controller")
+        print(management.run("up", "--yes", "--skip-preview", "--suppress-outputs").stdout)
+        progress("pulumi preview --policy-pack policies (dev stack)")
+        print(site.run("preview", "--policy-pack", "policies").stdout)
+        progress("pulumi up --policy-pack policies (dev stack)")
+        print(site.run("up", "--yes", "--skip-preview", "--policy-pack", "policies", "--suppress-outputs").stdout)
+        progress("stack outputs of mgmt, then dev")
+        print(json.dumps(management.outputs(), indent=2))
+        print(json.dumps(site.outputs(), indent=2))
 
     progress("lab stopped; run `make demo` again for a fresh lab")
     return 0
 
 
 def start() -> int:
-    stack = reset_dev_stack()
+    _management, site = reset_lab_stacks()
     started = time.monotonic()
-    lab = Lab(STATE_DIR / "lab", stack.config_get("tkg-gpu:vcenterPassword"), LabSettings(port=DEV_PORT))
+    lab = Lab(STATE_DIR / "lab", site.config_get("tkg-gpu:vcenterPassword"), LabSettings(port=DEV_PORT))
     lab.start()
     record = {
         "url": lab.url,

@@ -12,9 +12,11 @@ from lab.stack import Stack
 from tests import labtools
 from tests.unit import sites
 
-PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "components", "policies", "locale")
+PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "components", "policies", "locale", "lab/charts")
 LAB_GPUS = "A100-PCIE-80GB:2,T4:1"
-MERGED_SECTIONS = ("site", "vcenter", "cluster", "edge", "tanzu")
+MERGED_SECTIONS = ("site", "vcenter", "cluster", "edge", "tanzu", "gpuOperator", "validation")
+# The lab's own GPU Operator chart: engine tests never fetch a chart from outside the machine.
+LAB_CHART = {"chart": {"path": "lab/charts/gpu-operator"}, "version": "v26.3.0-lab.1"}
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +60,8 @@ def site_config(lab, **overrides) -> dict:
         cluster={"hardwareVersion": "vmx-17"},
         edge={"nodeStartupTimeout": "60m", "mhcFalseStatusTimeout": "40m"},
         tanzu={"createTimeout": "15m", "deleteTimeout": "2m"},
+        gpuOperator=LAB_CHART,
+        validation={"timeout": "2m"},
     )
     for key, value in overrides.items():
         config[key] = {**config[key], **value} if key in MERGED_SECTIONS else value

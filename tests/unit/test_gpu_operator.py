@@ -11,7 +11,7 @@ import pulumi_kubernetes as kubernetes
 import pytest
 import yaml
 
-from components import config, gpu_driver, gpu_operator
+from components import config, gpu_driver, gpu_operator, site
 from components.config import GpuOperatorSettings
 from policies import rules
 from tests.unit.sites import site_dict
@@ -127,7 +127,7 @@ def test_project_directory_finds_pulumi_yaml(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "components")
     monkeypatch.setattr(pulumi, "get_root_directory", lambda: None)
 
-    assert gpu_operator.project_directory() == tmp_path
+    assert site.project_directory() == tmp_path
 
 
 # --- render_values ----------------------------------------------------------------------------------------
