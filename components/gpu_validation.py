@@ -9,21 +9,16 @@ nodes must advertise the expected number of ``nvidia.com/gpu`` in total.
 from __future__ import annotations
 
 import contextlib
-import ssl
-import tempfile
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import kubernetes.client
-import kubernetes.config
 import pulumi
 import pulumi_kubernetes as k8s
-import urllib3
-import yaml
 from pulumi import dynamic
 
+from components import kube_client
 from components.config import RegistrySettings, ValidationSettings, duration_seconds
 from components.i18n import _
 
@@ -255,90 +250,11 @@ def finished_problem(pod: Mapping[str, Any], log: str) -> str | None:
 # ---------------------------------------------------------------------------------------------------------
 # Kubernetes API access
 
-# The client library writes embedded certificate and key data to temporary files. The lock keeps one
-# thread's files from being removed while another thread's client loads them.
-_CLIENT_LOCK = threading.Lock()
-
-
-def _parse_kubeconfig(kubeconfig: str) -> dict[str, Any]:
-    try:
-        parsed = yaml.safe_load(kubeconfig)
-    except yaml.YAMLError:
-        # The YAML error quotes the document, so neither it nor its cause is shown.
-        raise GpuValidationError(_("the workload cluster's kubeconfig is not valid YAML")) from None
-
-    if not isinstance(parsed, dict):
-        raise GpuValidationError(_("the workload cluster's kubeconfig is not a YAML mapping"))
-
-    return parsed
-
-
-def _ssl_context(configuration: kubernetes.client.Configuration) -> ssl.SSLContext:
-    """Load the CA and client certificate into memory while the client library's files still exist."""
-    context = ssl.create_default_context(cafile=configuration.ssl_ca_cert or None)
-    if configuration.cert_file:
-        context.load_cert_chain(configuration.cert_file, configuration.key_file)
-
-    if not configuration.verify_ssl:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-
-    return context
-
-
-def _pool_manager(configuration: kubernetes.client.Configuration, context: ssl.SSLContext) -> urllib3.PoolManager:
-    """Build the client's connection pool on an in-memory TLS context instead of certificate file paths."""
-    pool_args: dict[str, Any] = {
-        "ssl_context": context,
-        "cert_reqs": ssl.CERT_REQUIRED if configuration.verify_ssl else ssl.CERT_NONE,
-        "maxsize": configuration.connection_pool_maxsize or 4,
-    }
-    if configuration.assert_hostname is not None:
-        pool_args["assert_hostname"] = configuration.assert_hostname
-    if configuration.tls_server_name:
-        pool_args["server_hostname"] = configuration.tls_server_name
-
-    if configuration.proxy:
-        # NOTE: a socks5:// proxy-url is not supported; urllib3.ProxyManager rejects it.
-        return urllib3.ProxyManager(proxy_url=configuration.proxy, proxy_headers=configuration.proxy_headers, **pool_args)
-
-    return urllib3.PoolManager(**pool_args)
-
-
 @contextlib.contextmanager
 def api_client(kubeconfig: str) -> Iterator[kubernetes.client.ApiClient]:
-    """Yield an API client for the kubeconfig text, with no certificate or key file left on disk.
-
-    The library writes the embedded ``*-data`` fields to files in a private 0700 directory. They are loaded
-    into an in-memory TLS context and removed before the first request.
-    """
-    config_dict = _parse_kubeconfig(kubeconfig)
-    configuration = kubernetes.client.Configuration()
-    with _CLIENT_LOCK, tempfile.TemporaryDirectory(prefix="tkg-gpu-kubeconfig-") as private_dir:
-        try:
-            kubernetes.config.load_kube_config_from_dict(
-                config_dict, client_configuration=configuration, persist_config=False, temp_file_path=private_dir
-            )
-            context = _ssl_context(configuration)
-        except (kubernetes.config.ConfigException, ssl.SSLError) as error:
-            # These messages name the missing key or the PEM problem, not the data. Only the first line is
-            # shown, because the library's multi-line messages quote command lines.
-            first_line = str(error).splitlines()[0] if str(error) else ""
-            raise GpuValidationError(
-                _("the workload cluster's kubeconfig is invalid: {error}").format(error=f"{type(error).__name__}: {first_line}")
-            ) from None
-        except (ValueError, KeyError, TypeError, AttributeError) as error:
-            # Parsing errors of malformed fields may quote them, so only the error type is shown.
-            raise GpuValidationError(
-                _("the workload cluster's kubeconfig is invalid: {error}").format(error=type(error).__name__)
-            ) from None
-
-    client = kubernetes.client.ApiClient(configuration)
-    client.rest_client.pool_manager = _pool_manager(configuration, context)
-    try:
+    """Yield an API client of the workload cluster; kubeconfig problems raise GpuValidationError."""
+    with kube_client.api_client(kubeconfig, cluster=_("the workload cluster"), error_type=GpuValidationError) as client:
         yield client
-    finally:
-        client.close()
 
 
 def _request_failed(request: str, server: str, error: Exception) -> GpuValidationError:

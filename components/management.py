@@ -9,13 +9,10 @@ Site stacks read this stack's ``kubeconfig`` and ``etcdDialTimeout`` outputs thr
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import json
 import os
 import pathlib
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -25,7 +22,7 @@ import pulumi_kubernetes as kubernetes
 import urllib3
 import yaml
 
-from components import site
+from components import kube_client, site
 from components.config import ConfigError, ManagementConfig, ManagementSettings
 from components.i18n import _
 
@@ -124,36 +121,12 @@ def select_context(document: Any, context: str | None, path: str) -> tuple[str, 
     return selected, server
 
 
-_client_files_directory: str | None = None
-
-
-def _client_files_dir() -> str:
-    """Return a private directory for the certificate files that the Kubernetes client writes from a kubeconfig.
-
-    The client library writes embedded certificates and keys to files before it connects. They go into one
-    0700 directory per process, which is removed when the process exits.
-    """
-    global _client_files_directory
-    if _client_files_directory is None:
-        _client_files_directory = tempfile.mkdtemp(prefix="tkg-gpu-kube-")
-        atexit.register(shutil.rmtree, _client_files_directory, True)
-
-    return _client_files_directory
-
-
 @contextmanager
 def api_client(kubeconfig: Kubeconfig | str) -> Iterator[Any]:
     """Yield a client of the official Kubernetes library for a kubeconfig's current context."""
-    import kubernetes as kube_client
-
     text = kubeconfig.text if isinstance(kubeconfig, Kubeconfig) else kubeconfig
-    client = kube_client.config.new_client_from_config_dict(
-        yaml.safe_load(text), persist_config=False, temp_file_path=_client_files_dir()
-    )
-    try:
+    with kube_client.api_client(text, cluster=_("the management cluster"), error_type=ConfigError) as client:
         yield client
-    finally:
-        client.close()
 
 
 def server_of(kubeconfig_text: str) -> str:

@@ -282,26 +282,6 @@ def test_load_kubeconfig_not_a_kubeconfig(tmp_path):
 # The program under Pulumi mocks
 
 
-class RecordingMocks(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
-        self.resources: dict[str, dict] = {}
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        self.resources[args.name] = {"type": args.typ, "inputs": args.inputs}
-        return f"{args.name}-id", dict(args.inputs)
-
-    def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}
-
-
-@pytest.fixture
-def mocks():
-    recorder = RecordingMocks()
-    pulumi.runtime.set_mocks(recorder, preview=False)
-    yield recorder
-    pulumi.runtime.settings.SETTINGS.monitor = None
-
-
 @pytest.fixture
 def management_config(tmp_path):
     write_kubeconfig(tmp_path)
