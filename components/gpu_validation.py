@@ -491,6 +491,39 @@ class CudaValidation(dynamic.Resource, module="tkggpu", name="CudaValidation"):
 # Component
 
 
+def validation_pod(
+    resource_name: str,
+    *,
+    settings: ValidationSettings,
+    registry: RegistrySettings | None,
+    namespace: pulumi.Input[str],
+    opts: pulumi.ResourceOptions | None = None,
+) -> k8s.core.v1.Pod:
+    """Declare the cuda-vector-add Pod: one container limited to one GPU, never restarted, not awaited by the provider."""
+    return k8s.core.v1.Pod(
+        resource_name,
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=POD_NAME,
+            namespace=namespace,
+            labels={NAME_LABEL: POD_NAME, PART_OF_LABEL: PART_OF},
+            # CudaValidation waits for the result, with its own timeout and error messages.
+            annotations={"pulumi.com/skipAwait": "true"},
+        ),
+        spec=k8s.core.v1.PodSpecArgs(
+            restart_policy="Never",
+            containers=[
+                k8s.core.v1.ContainerArgs(
+                    name=CONTAINER_NAME,
+                    image=validation_image(settings.image, registry),
+                    resources=k8s.core.v1.ResourceRequirementsArgs(limits={GPU_RESOURCE: "1"}),
+                )
+            ],
+            tolerations=[k8s.core.v1.TolerationArgs(key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")],
+        ),
+        opts=opts,
+    )
+
+
 class GpuValidation(pulumi.ComponentResource):
     """The validation namespace, the ``cuda-vector-add`` Pod and the ``CudaValidation`` that waits for it."""
 
@@ -515,7 +548,6 @@ class GpuValidation(pulumi.ComponentResource):
             self.register_outputs({"result": self.result})
             return
 
-        labels = {NAME_LABEL: POD_NAME, PART_OF_LABEL: PART_OF}
         kubernetes_opts = pulumi.ResourceOptions(parent=self, provider=provider)
 
         self.namespace = k8s.core.v1.Namespace(
@@ -529,27 +561,12 @@ class GpuValidation(pulumi.ComponentResource):
             opts=kubernetes_opts,
         )
 
-        self.pod = k8s.core.v1.Pod(
+        # The fixed name cannot exist twice, so a changed Pod is deleted before its replacement.
+        self.pod = validation_pod(
             f"{name}-pod",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=POD_NAME,
-                namespace=self.namespace.metadata.name,
-                labels=labels,
-                # CudaValidation waits for the result, with its own timeout and error messages.
-                annotations={"pulumi.com/skipAwait": "true"},
-            ),
-            spec=k8s.core.v1.PodSpecArgs(
-                restart_policy="Never",
-                containers=[
-                    k8s.core.v1.ContainerArgs(
-                        name=CONTAINER_NAME,
-                        image=validation_image(settings.image, registry),
-                        resources=k8s.core.v1.ResourceRequirementsArgs(limits={GPU_RESOURCE: "1"}),
-                    )
-                ],
-                tolerations=[k8s.core.v1.TolerationArgs(key=GPU_RESOURCE, operator="Exists", effect="NoSchedule")],
-            ),
-            # The fixed name cannot exist twice, so a changed Pod is deleted before its replacement.
+            settings=settings,
+            registry=registry,
+            namespace=self.namespace.metadata.name,
             opts=pulumi.ResourceOptions.merge(kubernetes_opts, pulumi.ResourceOptions(delete_before_replace=True)),
         )
 
