@@ -16,6 +16,7 @@ from typing import Any
 import kubernetes.client
 import pulumi
 import pulumi_kubernetes as k8s
+import urllib3
 from pulumi import dynamic
 
 from components import kube_client
@@ -499,11 +500,15 @@ def validation_pod(
     namespace: pulumi.Input[str],
     opts: pulumi.ResourceOptions | None = None,
 ) -> k8s.core.v1.Pod:
-    """Declare the cuda-vector-add Pod: one container limited to one GPU, never restarted, not awaited by the provider."""
+    """Declare the cuda-vector-add Pod: one container limited to one GPU, never restarted, not awaited by the provider.
+
+    The Pod is named by Pulumi (``<resource name>-<random suffix>``), so a replacement Pod is created next to the
+    old one: the provider does not wait for a Pod it does not await to be deleted, and a fixed name would make
+    the new Pod's apply collide with the terminating old one.
+    """
     return k8s.core.v1.Pod(
         resource_name,
         metadata=k8s.meta.v1.ObjectMetaArgs(
-            name=POD_NAME,
             namespace=namespace,
             labels={NAME_LABEL: POD_NAME, PART_OF_LABEL: PART_OF},
             # CudaValidation waits for the result, with its own timeout and error messages.
@@ -561,13 +566,8 @@ class GpuValidation(pulumi.ComponentResource):
             opts=kubernetes_opts,
         )
 
-        # The fixed name cannot exist twice, so a changed Pod is deleted before its replacement.
         self.pod = validation_pod(
-            f"{name}-pod",
-            settings=settings,
-            registry=registry,
-            namespace=self.namespace.metadata.name,
-            opts=pulumi.ResourceOptions.merge(kubernetes_opts, pulumi.ResourceOptions(delete_before_replace=True)),
+            f"{name}-{POD_NAME}", settings=settings, registry=registry, namespace=self.namespace.metadata.name, opts=kubernetes_opts
         )
 
         self.validation = CudaValidation(

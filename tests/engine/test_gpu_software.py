@@ -26,7 +26,7 @@ DIAL_FLAG = "--etcd-dial-timeout-duration"
 RELEASE = "gpu-operator"
 OPERATOR_NAMESPACE = "gpu-operator"
 VALIDATION_NAMESPACE = "tkg-gpu-validation"
-POD_URN_SUFFIX = f"{CLUSTER}-gpu-validation-pod"
+POD_URN_SUFFIX = f"{CLUSTER}-gpu-validation-cuda-vector-add"
 UP = ("up", "--yes", "--skip-preview", "--policy-pack", "policies")
 
 

@@ -24,7 +24,10 @@ _ADDED_OUTPUTS = {
     "tkggpu:PassthroughDevice": lambda inputs: {"passthru_enabled": True, "passthru_active": True, "reboot_required": False},
     "tkggpu:TanzuCluster": lambda inputs: {"status": "running", "kubeconfig": "apiVersion: v1\nkind: Config\n"},
     "kubernetes:helm.sh/v3:Release": _release_status,
-    "kubernetes:core/v1:Pod": lambda inputs: {"metadata": {**inputs["metadata"], "uid": "uid-1"}},
+    # The API server's uid, and the name Pulumi gives a Pod declared without one.
+    "kubernetes:core/v1:Pod": lambda inputs: {
+        "metadata": {"name": "cuda-vector-add-1a2b3c4d", **inputs["metadata"], "uid": "uid-1"}
+    },
     "tkggpu:CudaValidation": lambda inputs: {
         "result": "Test PASSED", "node": "gpu-wc-01-md-0-a", "allocatable_gpus": 2, "log_tail": "Test PASSED\nDone",
     },

@@ -384,8 +384,8 @@ def test_pod_requests_one_gpu(mocks):
     component = build_component()
 
     def check(_):
-        inputs = mocks.resources["gpu-validation-pod"]["inputs"]
-        assert mocks.resources["gpu-validation-pod"]["type"] == "kubernetes:core/v1:Pod"
+        inputs = mocks.resources["gpu-validation-cuda-vector-add"]["inputs"]
+        assert mocks.resources["gpu-validation-cuda-vector-add"]["type"] == "kubernetes:core/v1:Pod"
         [container] = inputs["spec"]["containers"]
         assert container["name"] == "cuda-vector-add"
         assert container["resources"]["limits"] == {"nvidia.com/gpu": "1"}
@@ -401,8 +401,8 @@ def test_pod_metadata(mocks):
     component = build_component()
 
     def check(_):
-        metadata = mocks.resources["gpu-validation-pod"]["inputs"]["metadata"]
-        assert metadata["name"] == "cuda-vector-add"
+        metadata = mocks.resources["gpu-validation-cuda-vector-add"]["inputs"]["metadata"]
+        assert "name" not in metadata, "Pulumi names the Pod, so a replacement never collides with the old one"
         assert metadata["namespace"] == "tkg-gpu-validation"
         assert metadata["labels"] == {
             "app.kubernetes.io/name": "cuda-vector-add",
@@ -418,9 +418,9 @@ def test_pod_passes_validation_policy(mocks):
     component = build_component()
 
     def check(_):
-        inputs = mocks.resources["gpu-validation-pod"]["inputs"]
+        inputs = mocks.resources["gpu-validation-cuda-vector-add"]["inputs"]
         assert inputs["metadata"]["labels"][rules.PART_OF_LABEL] == rules.VALIDATION_PART_OF
-        assert rules.validation_requests_gpu(inputs, "gpu-validation-pod") == []
+        assert rules.validation_requests_gpu(inputs, "gpu-validation-cuda-vector-add") == []
 
     return component.result.apply(check)
 
@@ -430,10 +430,10 @@ def test_pod_image_from_registry(mocks):
     component = build_component(registry=RegistrySettings(repository="harbor.example.com/tkg"))
 
     def check(_):
-        [container] = mocks.resources["gpu-validation-pod"]["inputs"]["spec"]["containers"]
+        [container] = mocks.resources["gpu-validation-cuda-vector-add"]["inputs"]["spec"]["containers"]
         assert container["image"] == "harbor.example.com/tkg/cuda-vector-add:v0.1"
-        inputs = mocks.resources["gpu-validation-pod"]["inputs"]
-        assert rules.pod_images_in_registry(inputs, "harbor.example.com/tkg", "gpu-validation-pod") == []
+        inputs = mocks.resources["gpu-validation-cuda-vector-add"]["inputs"]
+        assert rules.pod_images_in_registry(inputs, "harbor.example.com/tkg", "gpu-validation-cuda-vector-add") == []
 
     return component.result.apply(check)
 
@@ -446,7 +446,7 @@ def test_namespace_from_settings(mocks):
         namespace = mocks.resources["gpu-validation-namespace"]
         assert namespace["type"] == "kubernetes:core/v1:Namespace"
         assert namespace["inputs"]["metadata"]["name"] == "gpu-check"
-        assert mocks.resources["gpu-validation-pod"]["inputs"]["metadata"]["namespace"] == "gpu-check"
+        assert mocks.resources["gpu-validation-cuda-vector-add"]["inputs"]["metadata"]["namespace"] == "gpu-check"
         assert mocks.resources["gpu-validation-check"]["inputs"]["timeout_seconds"] == 90
 
     return component.result.apply(check)
@@ -461,7 +461,7 @@ def test_check_inputs(mocks):
         assert check_resource["type"] == "pulumi-python:dynamic/tkggpu:CudaValidation"
         inputs = check_resource["inputs"]
         assert inputs["namespace"] == "tkg-gpu-validation"
-        assert inputs["pod_name"] == "cuda-vector-add"
+        assert inputs["pod_name"] == "cuda-vector-add-1a2b3c4d"
         assert inputs["pod_uid"] == "uid-1"
         assert inputs["expected_gpus"] == 2
         assert inputs["timeout_seconds"] == 600
