@@ -30,6 +30,7 @@ import os
 import shutil
 import ssl
 import tempfile
+import time
 from typing import Any, Callable
 
 import yaml
@@ -51,6 +52,14 @@ SECRET_API = ("v1", "Secret")
 CLUSTER_API = (capi_objects.CLUSTER_API_VERSION, "Cluster")
 MACHINE_DEPLOYMENT_API = (capi_objects.CLUSTER_API_VERSION, "MachineDeployment")
 CONTROL_PLANE_API = (capi_objects.CONTROL_PLANE_API_VERSION, "KubeadmControlPlane")
+NAMESPACE_API = ("v1", "Namespace")
+CRD_API = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+CLUSTER_ROLE_API = ("rbac.authorization.k8s.io/v1", "ClusterRole")
+CLUSTER_ROLE_BINDING_API = ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding")
+# What a new cluster starts with; everything else in the workload cluster goes with a deleted cluster.
+SYSTEM_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
+LAB_CRD_GROUP = "kwok.x-k8s.io"
+NAMESPACE_DELETION_TIMEOUT_SECONDS = 120
 
 
 class PlaneError(CliError):
@@ -467,6 +476,34 @@ def _remove_nodes(plane: Plane, record: dict) -> None:
             plane.delete(NODE_API, node["metadata"]["name"])
 
 
+def _clear_workload(plane: Plane) -> None:
+    """Delete what was installed into the workload cluster, as deleting the real cluster would take it along.
+
+    The lab's workload cluster outlives the clusters the double creates in it: namespaces other than the
+    system ones, Helm-managed cluster roles and CRDs other than kwok's own go, and the namespaces are waited
+    for, so that a cluster created next finds none of them terminating. While Nodes of another cluster remain,
+    the workload cluster is shared and nothing is deleted.
+    """
+    if any(node_objects.CLUSTER_NAME_ANNOTATION in (node["metadata"].get("annotations") or {}) for node in plane.list(NODE_API)):
+        return
+
+    doomed = [item["metadata"]["name"] for item in plane.list(NAMESPACE_API) if item["metadata"]["name"] not in SYSTEM_NAMESPACES]
+    for name in doomed:
+        plane.delete(NAMESPACE_API, name)
+    for api in (CLUSTER_ROLE_BINDING_API, CLUSTER_ROLE_API):
+        for item in plane.list(api, label_selector="app.kubernetes.io/managed-by=Helm"):
+            plane.delete(api, item["metadata"]["name"])
+    for item in plane.list(CRD_API):
+        if item["spec"]["group"] != LAB_CRD_GROUP:
+            plane.delete(CRD_API, item["metadata"]["name"])
+
+    deadline = time.monotonic() + NAMESPACE_DELETION_TIMEOUT_SECONDS
+    while any(plane.get(NAMESPACE_API, name) is not None for name in doomed):
+        if time.monotonic() > deadline:
+            raise PlaneError(f"workload cluster: namespaces {', '.join(doomed)} still exist {NAMESPACE_DELETION_TIMEOUT_SECONDS} s after deletion")
+        time.sleep(0.5)
+
+
 class Planes:
     """The management and workload clusters named by the environment; either may be absent."""
 
@@ -503,6 +540,7 @@ class Planes:
         """Delete the Nodes and the CAPI objects of a deleted cluster. Missing objects are fine."""
         if self.workload is not None:
             _remove_nodes(self.workload, record)
+            _clear_workload(self.workload)
         if self.management is not None:
             _remove_management(self.management, record)
 
