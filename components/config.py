@@ -640,6 +640,7 @@ def _too_short(ctx: dict[str, Any]) -> str | None:
 _BUILTIN_MESSAGES: dict[str, Callable[[dict[str, Any]], str | None]] = {
     "bool_parsing": lambda ctx: _("Input should be a valid boolean, unable to interpret input"),
     "bool_type": lambda ctx: _("Input should be a valid boolean"),
+    "dict_type": lambda ctx: _("Input should be a valid dictionary"),
     "greater_than": lambda ctx: _("Input should be greater than {gt}").format(gt=ctx["gt"]),
     "greater_than_equal": lambda ctx: _("Input should be greater than or equal to {ge}").format(ge=ctx["ge"]),
     "int_from_float": lambda ctx: _("Input should be a valid integer, got a number with a fractional part"),

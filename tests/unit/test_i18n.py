@@ -184,6 +184,7 @@ class _Probe(pydantic.BaseModel):
     pairs: list[int] = Field(default_factory=lambda: [1, 2], min_length=2)
     text: str = ""
     section: _Section = _Section()
+    values: dict[str, int] = Field(default_factory=dict)
 
 
 BUILTIN_CASES = [
@@ -200,6 +201,7 @@ BUILTIN_CASES = [
     ({"names": "n"}, "list_type"),
     ({"choice": "d"}, "literal_error"),
     ({"section": "x"}, "model_type"),
+    ({"values": "x"}, "dict_type"),
     ({"text": 5}, "string_type"),
     ({"text": b"\xff"}, "string_unicode"),
     ({"names": []}, "too_short"),
