@@ -24,7 +24,7 @@ import yaml
 
 from bench import common
 from lab.lab import ROOT, Lab, LabError
-from lab.stack import PulumiError, Stack
+from lab.stack import PulumiError, Stack, use_virtualenv
 
 PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "components", "policies", "locale")
 STACK_NAME = "bench"
@@ -62,11 +62,7 @@ def copy_project(target: pathlib.Path) -> pathlib.Path:
         elif source.exists():
             shutil.copy2(source, target / name)
 
-    venv = str(ROOT / ".venv")
-    for path in (target / "Pulumi.yaml", target / "policies" / "PulumiPolicy.yaml"):
-        document = yaml.safe_load(path.read_text())
-        document["runtime"]["options"]["virtualenv"] = venv
-        path.write_text(yaml.safe_dump(document))
+    use_virtualenv(target, ROOT / ".venv")
 
     return target
 

@@ -10,11 +10,21 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import yaml
+
 OFFLINE_ENVIRONMENT = {
     "PULUMI_SKIP_UPDATE_CHECK": "true",
     "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
     "PULUMI_DISABLE_REGISTRY_RESOLVE": "true",
 }
+
+
+def use_virtualenv(project_dir: pathlib.Path, venv: pathlib.Path) -> None:
+    """Point a copied project's and its policy pack's ``virtualenv`` runtime option at ``venv``."""
+    for path in (project_dir / "Pulumi.yaml", project_dir / "policies" / "PulumiPolicy.yaml"):
+        document = yaml.safe_load(path.read_text())
+        document["runtime"]["options"]["virtualenv"] = str(venv)
+        path.write_text(yaml.safe_dump(document))
 
 
 class PulumiError(RuntimeError):

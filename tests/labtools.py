@@ -1,4 +1,4 @@
-"""Helpers shared by provider and engine tests: lab start-up and direct vCenter reads with pyVmomi."""
+"""Helpers shared by provider and engine tests: lab start-up, direct vCenter reads with pyVmomi, engine test programs."""
 
 from __future__ import annotations
 
@@ -10,13 +10,48 @@ import pytest
 
 from components import vsphere
 from lab.lab import Lab, LabSettings
+from lab.stack import use_virtualenv
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+# What an engine test program under tests/engine/programs needs next to it: the components that it and the
+# policy pack import, the policy pack with its message catalogues, and the lab's charts.
+PROGRAM_PROJECT_FILES = ("components", "policies", "locale", "lab/charts")
 
 
 def require_tool(name: str) -> None:
     if shutil.which(name) is None:
         pytest.fail(f"{name} not found on PATH; run the tests through `make test`, which builds it")
+
+
+def copy_program_project(program_dir: pathlib.Path, target: pathlib.Path) -> pathlib.Path:
+    """Copy an engine test program and PROGRAM_PROJECT_FILES to ``target``, with the checkout's .venv as virtualenv.
+
+    The virtualenv becomes an absolute path in the program's Pulumi.yaml and in the pack's PulumiPolicy.yaml.
+    Stack files (``Pulumi.<stack>.yaml``) of the program are left out.
+    """
+    shutil.copytree(program_dir, target, ignore=shutil.ignore_patterns("__pycache__", "Pulumi.*.yaml"))
+    for name in PROGRAM_PROJECT_FILES:
+        shutil.copytree(ROOT / name, target / name, ignore=shutil.ignore_patterns("__pycache__"))
+
+    use_virtualenv(target, ROOT / ".venv")
+
+    return target
+
+
+def no_cluster_environment(home: pathlib.Path) -> dict[str, str]:
+    """Return environment variables that leave the kubernetes provider no cluster to find.
+
+    Even with ``renderYamlToDirectory``, provider 4.34.2 loads an ambient kubeconfig and requests the server
+    version from its API server (Configure in provider/pkg/provider/provider.go). An empty ``home`` hides
+    ~/.kube/config, the provider accepts an empty KUBECONFIG in render mode, and empty KUBERNETES_SERVICE_*
+    variables turn off the in-cluster configuration.
+    """
+    return {
+        "HOME": str(home),
+        "KUBECONFIG": "",
+        "KUBERNETES_SERVICE_HOST": "",
+        "KUBERNETES_SERVICE_PORT": "",
+    }
 
 
 def sentinel_password() -> str:

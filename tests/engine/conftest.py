@@ -8,7 +8,7 @@ import shutil
 import pytest
 import yaml
 
-from lab.stack import Stack
+from lab.stack import Stack, use_virtualenv
 from tests import labtools
 from tests.unit import sites
 
@@ -43,11 +43,7 @@ def project(tmp_path_factory) -> pathlib.Path:
         elif source.exists():
             shutil.copy2(source, target / name)
 
-    venv = str(labtools.ROOT / ".venv")
-    for path in (target / "Pulumi.yaml", target / "policies" / "PulumiPolicy.yaml"):
-        document = yaml.safe_load(path.read_text())
-        document["runtime"]["options"]["virtualenv"] = venv
-        path.write_text(yaml.safe_dump(document))
+    use_virtualenv(target, labtools.ROOT / ".venv")
 
     return target
 

@@ -7,9 +7,8 @@ The transform changes one ``ClusterConfig`` input, as a program bug or a hand ed
 change from the stack setting ``engine-test:fault``, and only the copy has it.
 
 The gpu-operator-chart-pinned and validation-requests-gpu policies check Kubernetes resources
-(``kubernetes:helm.sh/v3:Release``, ``kubernetes:core/v1:Pod``). They have no engine test here, because
-the program declares no such resource until the Kubernetes provider is part of the lab. Their unit tests
-in tests/unit/test_policy_rules.py call them as the policy runtime does.
+(``kubernetes:helm.sh/v3:Release``, ``kubernetes:core/v1:Pod``) that the site program always declares
+correctly; tests/engine/test_release_pod_policies_engine.py runs them on a program of faulty resources.
 """
 
 from __future__ import annotations
