@@ -3,8 +3,9 @@
 Each rule returns a list of violation messages, empty when compliant. The rules can therefore be
 unit-tested without the policy runtime, and ``pack.py`` binds them to resource types. Most rules read the
 inputs of the ``ClusterConfig`` resource. The rules for ``kubernetes:helm.sh/v3:Release`` and
-``kubernetes:core/v1:Pod`` are written for the GPU Operator and the CUDA validation Pod, which the
-program does not declare yet.
+``kubernetes:core/v1:Pod`` check the GPU Operator release and the CUDA validation Pod. A Release arrives
+after the Kubernetes provider's Check, with ``version`` replaced by the loaded chart's version and an unset
+``name`` filled in (see ``gpu_operator_chart_pinned``).
 
 The policy runtime passes every number as a float (protobuf ``Struct``) and every mapping and list as a
 read-only proxy, so the rules accept any ``Mapping`` or ``Sequence`` and compare numbers by value.
