@@ -2,27 +2,41 @@
 
 The program deploys the chart from ``lab/charts/gpu-operator`` to a control plane of ``lab.kube`` with two
 fake GPU workers and one tainted control-plane node, then checks what Helm created and that the policy pack
-accepts the Release. A site registry is not covered here, because the chart would then come from an OCI registry.
+accepts the Release. A second plane gets the same chart from an HTTP Helm repository that the test serves on
+127.0.0.1 (``lab.chart_repo``). A site registry is not covered here, because the chart would then come from
+an OCI registry.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 import pathlib
 import shutil
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 import yaml
 
+from lab.chart_repo import ChartRepository, package_chart, write_index
 from lab.stack import Stack
 from tests import labtools
 from tests.unit.sites import site_dict
+
+if TYPE_CHECKING:
+    from lab.kube import ControlPlane
 
 PROJECT_FILES = ("components", "policies", "locale")
 FIXTURE_CHART = labtools.ROOT / "lab" / "charts" / "gpu-operator"
 GPU_NODE_LABEL = "feature.node.kubernetes.io/pci-10de.present"
 GPU_WORKERS = ("gpu-worker-0", "gpu-worker-1")
+CHART_VERSION = "v26.3.0-lab.1"
+CHART_ARCHIVE = f"gpu-operator-{CHART_VERSION}.tgz"
+# Fixtures of the two chart sources that the checks of the Release and its objects run against.
+DEPLOYMENTS = ("deployed", "deployed_from_repository")
 
 PROGRAM = '''"""Test program: one GpuOperator from the site settings and GPU generations in $GPU_OPERATOR_TEST_INPUT."""
 
@@ -103,33 +117,69 @@ def create_nodes(plane) -> None:
             )
 
 
-@pytest.fixture(scope="module")
-def deployed(tmp_path_factory):
-    """Deploy the GpuOperator on a fresh plane for a Volta site that enforces Pod Security; destroy it afterwards."""
+def helm_environment(home: pathlib.Path) -> dict[str, str]:
+    """Return environment variables that give Helm in the provider its own empty HOME and Helm directories.
+
+    Provider 4.34.2 takes the Release's repository config, repository cache, registry config and plugins
+    directory from PULUMI_K8S_HELM_* variables, else from Helm's default paths, which follow HELM_CONFIG_HOME,
+    HELM_CACHE_HOME and HELM_DATA_HOME before XDG_* and HOME (Configure in provider/pkg/provider/provider.go).
+    Setting all of them keeps the user's repositories, cache and registry logins out of the run.
+    """
+    config, cache, data = home / ".config" / "helm", home / ".cache" / "helm", home / ".local" / "share" / "helm"
+    for directory in (config, cache, data):
+        directory.mkdir(parents=True, exist_ok=True)
+
+    return {
+        "HOME": str(home),
+        "HELM_CONFIG_HOME": str(config),
+        "HELM_CACHE_HOME": str(cache),
+        "HELM_DATA_HOME": str(data),
+        "HELM_REPOSITORY_CONFIG": str(config / "repositories.yaml"),
+        "HELM_REPOSITORY_CACHE": str(cache / "repository"),
+        "HELM_REGISTRY_CONFIG": str(config / "registry" / "config.json"),
+        "HELM_PLUGINS": str(data / "plugins"),
+        "PULUMI_K8S_HELM_REPOSITORY_CONFIG_PATH": str(config / "repositories.yaml"),
+        "PULUMI_K8S_HELM_REPOSITORY_CACHE": str(cache / "repository"),
+        "PULUMI_K8S_HELM_REGISTRY_CONFIG_PATH": str(config / "registry" / "config.json"),
+        "PULUMI_K8S_HELM_PLUGINS_PATH": str(data / "plugins"),
+    }
+
+
+def write_input(path: pathlib.Path, plane: ControlPlane, chart: dict[str, str], version: str) -> pathlib.Path:
+    """Write the program's input: the plane's kubeconfig path and a Volta site that enforces Pod Security."""
+    site = site_dict(
+        cluster={"podSecurityStandardEnforce": "baseline"},
+        gpuOperator={"chart": chart, "version": version, "timeout": "3m"},
+    )
+    path.write_text(json.dumps({"kubeconfig_path": str(plane.kubeconfig_path), "site": site, "generations": ["Volta"]}))
+
+    return path
+
+
+@contextlib.contextmanager
+def operator_stack(work: pathlib.Path, chart: dict[str, str]) -> Iterator[tuple[Stack, ControlPlane]]:
+    """Deploy the GpuOperator with ``gpuOperator.chart`` set to ``chart`` on a fresh plane; destroy it afterwards."""
     from lab.kube import ControlPlane
 
     for tool in ("pulumi", "kube-apiserver", "kwok"):
         labtools.require_tool(tool)
 
-    work = tmp_path_factory.mktemp("gpu-operator")
     plane = ControlPlane("workload", work / "plane").start()
-    stack = None
     try:
         create_nodes(plane)
         project = work / "project"
         write_project(project)
-        site = site_dict(
-            cluster={"podSecurityStandardEnforce": "baseline"},
-            gpuOperator={"chart": {"path": "lab/charts/gpu-operator"}, "version": "v26.3.0-lab.1", "timeout": "3m"},
-        )
-        test_input = work / "input.json"
-        test_input.write_text(json.dumps({"kubeconfig_path": str(plane.kubeconfig_path), "site": site, "generations": ["Volta"]}))
+        test_input = write_input(work / "input.json", plane, chart, CHART_VERSION)
         stack = Stack(
             project_dir=project,
             name="test",
             backend_dir=work / "backend",
             passphrase="gpu-operator-test-passphrase",
-            environment={"GPU_OPERATOR_TEST_INPUT": str(test_input), "PULUMI_HOME": pulumi_home()},
+            environment={
+                "GPU_OPERATOR_TEST_INPUT": str(test_input),
+                "PULUMI_HOME": pulumi_home(),
+                **helm_environment(work / "home"),
+            },
             log_path=work / "pulumi.log",
         )
         stack.init()
@@ -140,8 +190,34 @@ def deployed(tmp_path_factory):
         plane.stop()
 
 
-def test_release_outputs(deployed):
-    stack, _plane = deployed
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory):
+    """The GpuOperator from the chart directory ``lab/charts/gpu-operator``, as a (stack, plane) pair."""
+    with operator_stack(tmp_path_factory.mktemp("gpu-operator"), {"path": "lab/charts/gpu-operator"}) as deployment:
+        yield deployment
+
+
+@pytest.fixture(scope="module")
+def chart_repository(tmp_path_factory):
+    """An HTTP Helm repository on 127.0.0.1 with the fixture chart packaged as a .tgz."""
+    directory = tmp_path_factory.mktemp("chart-repository")
+    package_chart(FIXTURE_CHART, directory)
+    write_index(directory)
+    with ChartRepository(directory) as repository:
+        yield repository
+
+
+@pytest.fixture(scope="module")
+def deployed_from_repository(tmp_path_factory, chart_repository):
+    """The GpuOperator from ``chart_repository`` on its own plane, as a (stack, plane) pair."""
+    work = tmp_path_factory.mktemp("gpu-operator-repository")
+    with operator_stack(work, {"repository": chart_repository.url}) as deployment:
+        yield deployment
+
+
+@pytest.mark.parametrize("deployment", DEPLOYMENTS)
+def test_release_outputs(deployment, request):
+    stack, _plane = request.getfixturevalue(deployment)
 
     outputs = stack.outputs()
 
@@ -149,14 +225,15 @@ def test_release_outputs(deployed):
         "releaseName": "gpu-operator",
         "namespace": "gpu-operator",
         "status": "deployed",
-        "chartVersion": "v26.3.0-lab.1",
+        "chartVersion": CHART_VERSION,
     }
 
 
-def test_namespace_labelled_privileged(deployed):
+@pytest.mark.parametrize("deployment", DEPLOYMENTS)
+def test_namespace_labelled_privileged(deployment, request):
     import kubernetes.client
 
-    _stack, plane = deployed
+    _stack, plane = request.getfixturevalue(deployment)
     with plane.api_client() as client:
         labels = kubernetes.client.CoreV1Api(client).read_namespace("gpu-operator").metadata.labels
 
@@ -164,10 +241,11 @@ def test_namespace_labelled_privileged(deployed):
         assert labels.get(f"pod-security.kubernetes.io/{mode}") == "privileged", mode
 
 
-def test_operands_ready_on_gpu_nodes(deployed):
+@pytest.mark.parametrize("deployment", DEPLOYMENTS)
+def test_operands_ready_on_gpu_nodes(deployment, request):
     import kubernetes.client
 
-    _stack, plane = deployed
+    _stack, plane = request.getfixturevalue(deployment)
     with plane.api_client() as client:
         apps = kubernetes.client.AppsV1Api(client)
         daemon_set = apps.read_namespaced_daemon_set("nvidia-device-plugin-daemonset", "gpu-operator")
@@ -182,10 +260,11 @@ def test_operands_ready_on_gpu_nodes(deployed):
     assert operator.status.ready_replicas == 1
 
 
-def test_cluster_policy_carries_driver_choice(deployed):
+@pytest.mark.parametrize("deployment", DEPLOYMENTS)
+def test_cluster_policy_carries_driver_choice(deployment, request):
     import kubernetes.client
 
-    _stack, plane = deployed
+    _stack, plane = request.getfixturevalue(deployment)
     with plane.api_client() as client:
         policy = kubernetes.client.CustomObjectsApi(client).get_cluster_custom_object(
             "nvidia.com", "v1", "clusterpolicies", "cluster-policy"
@@ -207,3 +286,28 @@ def test_policy_pack_accepts_release(deployed):
     assert "tkg-gpu@" in output, "the policy pack did not run"
     assert "gpu-operator-chart-pinned" not in output
     assert "air-gapped-registry" not in output
+
+
+def test_repository_chart_downloaded_by_helm(deployed_from_repository, chart_repository):
+    """Helm read the index and the archive from the test's repository and cached the archive under the run's HOME."""
+    stack, _plane = deployed_from_repository
+    cache = pathlib.Path(stack.environment["PULUMI_K8S_HELM_REPOSITORY_CACHE"])
+
+    assert "/index.yaml" in chart_repository.requests
+    assert f"/{CHART_ARCHIVE}" in chart_repository.requests
+    assert (cache / CHART_ARCHIVE).is_file()
+
+
+def test_repository_missing_version_rejected(deployed_from_repository, chart_repository, tmp_path):
+    """A version that the repository's index lacks fails the preview with the version and the repository URL."""
+    stack, plane = deployed_from_repository
+    missing = "v26.3.0-lab.2"
+    test_input = write_input(tmp_path / "input.json", plane, {"repository": chart_repository.url}, missing)
+    upgrade = dataclasses.replace(stack, environment={**stack.environment, "GPU_OPERATOR_TEST_INPUT": str(test_input)})
+
+    result = upgrade.run("preview", check=False)
+    output = result.stdout + result.stderr
+
+    assert result.returncode != 0, output
+    assert f'chart "gpu-operator" version "{missing}" not found in {chart_repository.url} repository' in output
+    assert stack.outputs()["chartVersion"] == CHART_VERSION
