@@ -69,7 +69,11 @@ def load_kubeconfig(settings: ManagementSettings, base_dir: pathlib.Path | None 
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else type(error).__name__
-        raise ConfigError(_("{key}: cannot read {path}: {reason}").format(key=key, path=path, reason=reason)) from None
+        raise ConfigError(
+            _("{key}: cannot read {path}: {reason}. Export the management cluster's admin kubeconfig there with `tanzu management-cluster kubeconfig get --admin --export-file {path}`, or set the key to the file's path").format(
+                key=key, path=path, reason=reason
+            )
+        ) from None
 
     try:
         document = yaml.safe_load(text)

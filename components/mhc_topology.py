@@ -207,6 +207,18 @@ def dial_timeout_warning(site_kind: str, value: str | None, stack: str) -> str |
     return None
 
 
+def require_kubeconfig(value: Any, stack_name: str) -> str:
+    """Return the management stack's kubeconfig output, or stop the run naming the setting that points there."""
+    if not value:
+        raise pulumi.RunError(
+            _("tkg-gpu:managementStack: stack {stack} exports no kubeconfig; point the setting at a stack with tkg-gpu:role: management and run pulumi up on that stack first").format(
+                stack=stack_name
+            )
+        )
+
+    return value
+
+
 class ManagementReference:
     """The management stack of a site: its kubeconfig (secret), etcd dial timeout and a provider for it."""
 
@@ -218,7 +230,9 @@ class ManagementReference:
 
         self.stack_name = site.management_stack
         self.stack = pulumi.StackReference("management-stack", stack_name=self.stack_name, opts=opts)
-        self.kubeconfig: pulumi.Output[str] = pulumi.Output.secret(self.stack.require_output("kubeconfig"))
+        self.kubeconfig: pulumi.Output[str] = pulumi.Output.secret(
+            self.stack.get_output("kubeconfig").apply(lambda value: require_kubeconfig(value, self.stack_name))
+        )
         self.etcd_dial_timeout: pulumi.Output[Any] = self.stack.get_output("etcdDialTimeout")
         self.provider = kubernetes.Provider(
             "management-cluster",

@@ -418,3 +418,11 @@ def test_reference_requires_management_stack():
         mhc_topology.ManagementReference(site)
 
     assert "tkg-gpu:managementStack: missing" in str(caught.value)
+
+
+def test_management_stack_without_kubeconfig_names_the_setting():
+    """A stack that is no management stack, or one never brought up, exports no kubeconfig."""
+    with pytest.raises(pulumi.RunError, match=r"^tkg-gpu:managementStack: stack organization/tkg-gpu/dev exports no kubeconfig"):
+        mhc_topology.require_kubeconfig(None, "organization/tkg-gpu/dev")
+
+    assert mhc_topology.require_kubeconfig("apiVersion: v1", "organization/tkg-gpu/mgmt") == "apiVersion: v1"
