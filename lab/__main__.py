@@ -27,7 +27,7 @@ DEV_PORT = 18989
 
 
 def lab_stack(name: str, lab: Lab | None = None) -> Stack:
-    """The dev site stack or the mgmt management stack, both in the lab's own file backend."""
+    """Return the dev site stack or the mgmt management stack, both in the lab's own file backend."""
     return Stack(
         project_dir=ROOT,
         name=name,
@@ -151,7 +151,13 @@ def main() -> int:
     commands.add_parser("demo", help="run the dev stack end to end against a fresh lab, then stop the lab")
     commands.add_parser("start", help="start a lab and print `export` lines for its environment")
     commands.add_parser("stop", help="stop the lab that `start` started")
-    switch_parser = commands.add_parser("switch", help="turn a failure switch of the running lab on or off")
+    switch_parser = commands.add_parser(
+        "switch",
+        help="turn a failure switch of the running lab on or off",
+        description="cuda-fail: cuda-vector-add Pods that start from now on end Failed with exit code 1 and a CUDA "
+        "error log. workers-without-gpu: worker nodes that the tanzu double creates from now on advertise no "
+        "nvidia.com/gpu.",
+    )
     switch_parser.add_argument("name", choices=SWITCHES)
     switch_parser.add_argument("state", choices=["on", "off"])
     arguments = parser.parse_args()

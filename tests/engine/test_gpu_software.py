@@ -1,7 +1,7 @@
 """The GPU Operator, the CUDA validation and the edge tuning through the real engine against the lab's control planes.
 
-One management stack and one site stack live for the whole module; the tests run in file order: up, a second up
-with no changes, drift of the release and the controller flag, the validation's failure modes, then destroy.
+One management stack and one site stack live for the whole module, so the tests run in file order. They cover up,
+a second up with no changes, drift of the release and the controller flag, the validation's failure modes and destroy.
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def test_hand_changed_release_value_is_found_and_restored(stacks, lab):
     _management, site, _logs = stacks
     latest = _release_secrets(lab)[-1]
     release = _decode_release(latest)
-    wanted = release["config"]["driver"]["version"]
+    expected = release["config"]["driver"]["version"]
     release["config"]["driver"]["version"] = "550.144.03"
     release["version"] += 1
     release["info"]["status"] = "deployed"
@@ -169,7 +169,7 @@ def test_hand_changed_release_value_is_found_and_restored(stacks, lab):
     assert "550.144.03" in changes, changes
     site.run("refresh", "--yes", "--skip-preview")
     site.run(*UP)
-    assert _decode_release(_release_secrets(lab)[-1])["config"]["driver"]["version"] == wanted
+    assert _decode_release(_release_secrets(lab)[-1])["config"]["driver"]["version"] == expected
 
 
 def test_deleted_release_is_found_and_reinstalled(stacks, lab):
@@ -196,7 +196,7 @@ def _pod_urn(site: Stack) -> str:
     return next(item["urn"] for item in resources if item["urn"].endswith(f"::{POD_URN_SUFFIX}"))
 
 
-def test_failing_cuda_test_fails_up_with_pod_and_log(stacks, lab):
+def test_cuda_failure_fails_up(stacks, lab):
     _management, site, _logs = stacks
     lab.set_switch("cuda-fail", True)
     try:
