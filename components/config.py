@@ -408,7 +408,7 @@ def _check_duration_at_least(value: str, seconds: float, example: str) -> str:
 
 
 class ChartSource(_Model):
-    """Where the GPU Operator chart comes from: exactly one of an HTTP repository, an OCI reference or a path."""
+    """Source of the GPU Operator chart: exactly one of an HTTP repository, an OCI reference or a path."""
 
     repository: str | None = None
     """Helm repository URL, such as ``https://helm.ngc.nvidia.com/nvidia``."""
@@ -435,8 +435,8 @@ class ChartSource(_Model):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ChartSource:
-        given = [value for value in (self.repository, self.oci, self.path) if value]
-        if len(given) != 1:
+        sources = [value for value in (self.repository, self.oci, self.path) if value]
+        if len(sources) != 1:
             raise ValueError(_("set exactly one of gpuOperator.chart.repository, gpuOperator.chart.oci or gpuOperator.chart.path"))
 
         return self

@@ -502,9 +502,9 @@ def validation_pod(
 ) -> k8s.core.v1.Pod:
     """Declare the cuda-vector-add Pod: one container limited to one GPU, never restarted, not awaited by the provider.
 
-    The Pod is named by Pulumi (``<resource name>-<random suffix>``), so a replacement Pod is created next to the
-    old one: the provider does not wait for a Pod it does not await to be deleted, and a fixed name would make
-    the new Pod's apply collide with the terminating old one.
+    Pulumi names the Pod ``<resource name>-<random suffix>``, so a replacement Pod is created next to the old one.
+    The provider does not wait for the deletion of a Pod it does not await, so with a fixed name the new Pod's
+    apply would collide with the terminating old one.
     """
     return k8s.core.v1.Pod(
         resource_name,

@@ -568,10 +568,10 @@ def gpu_operator_chart_pinned(props: Mapping[str, Any], resource_name: str) -> l
     NOTE: policies see the inputs after the kubernetes provider's Check, which replaces ``version`` with
     the version in the loaded chart's Chart.yaml and fills an unset ``name`` with ``<resource name>-<8 hex
     digits>`` (pulumi-kubernetes helm_release.go). With provider 4.34.2, a local chart requested as
-    ``>=26.0.0-0`` reached the policy as ``v26.3.0-lab.1``. Helm requires an exact version in Chart.yaml,
-    so under the engine the version check never receives a range; the pin of tkg-gpu's own release is the
-    exact-version check of ``gpuOperator.version`` in the stack configuration. The name check recognises
-    the generated form and works under the engine.
+    ``>=26.0.0-0`` reached the policy as ``v26.3.0-lab.1``. The provider loads the chart only when no input
+    is unknown, so a range reaches this check only in a preview where another input is still unknown. The pin
+    of tkg-gpu's own release is therefore the exact-version check of ``gpuOperator.version`` in the stack
+    configuration. The name check recognises the generated form and works under the engine.
     """
     chart = str(props.get("chart") or "")
     if _chart_name(chart) != GPU_OPERATOR_CHART:

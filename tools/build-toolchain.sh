@@ -12,9 +12,9 @@
 #   vcsim-gpu                       vCenter simulator, from lab/vcsim-gpu (skipped while that module is missing)
 #
 # With --with-kubernetes, or TKG_GPU_WITH_KUBERNETES=1, it also builds the Kubernetes group. Measured with an empty
-# Go build cache on 2 cores: 47 min while the cores were shared with other builds, 26 min on its own (the whole
-# script from empty module, build and tool caches: 34.5 min); about 10 GB of Go build cache, 3 GB of modules and
-# 0.8 GB of binaries:
+# Go build cache on 2 cores: 47 min while the cores were shared with other builds, and 26 min on its own. The whole
+# script took 34.5 min from empty module, build and tool caches, and left about 10 GB of Go build cache, 3 GB of
+# modules and 0.8 GB of binaries. The group:
 #   kube-apiserver, kube-controller-manager, kube-scheduler
 #                                   from the wrapper module tools/k8s-bin
 #   etcd                            from the wrapper module tools/etcd-bin

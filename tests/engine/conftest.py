@@ -65,26 +65,37 @@ def site_config(lab, **overrides) -> dict:
     return config
 
 
+def lab_stack(project: pathlib.Path, lab, directory: pathlib.Path, name: str) -> Stack:
+    """Create a stack of the copied project against the lab, with its backend and log file in ``directory``."""
+    stack = Stack(
+        project_dir=project,
+        name=name,
+        backend_dir=directory / "backend",
+        passphrase="engine-test-passphrase",
+        environment=lab.environment(),
+        log_path=directory / "pulumi.log",
+    )
+    stack.init()
+
+    return stack
+
+
+def write_config(stack: Stack, settings: dict) -> None:
+    """Replace the stack's ``tkg-gpu:`` settings in its Pulumi.<stack>.yaml, keeping the file's encryption salt."""
+    path = stack.project_dir / f"Pulumi.{stack.name}.yaml"
+    document = yaml.safe_load(path.read_text()) if path.exists() else {}
+    document["config"] = {f"tkg-gpu:{key}": value for key, value in settings.items()}
+    path.write_text(yaml.safe_dump(document))
+
+
 @pytest.fixture
 def make_stack(project, lab, password, tmp_path):
     """Create stacks of the copied project against the lab; each test's stacks share one log file."""
     created = []
 
     def factory(name: str, **overrides) -> Stack:
-        stack = Stack(
-            project_dir=project,
-            name=name,
-            backend_dir=tmp_path / "backend",
-            passphrase="engine-test-passphrase",
-            environment=lab.environment(),
-            log_path=tmp_path / "pulumi.log",
-        )
-        stack.init()
-        settings = {f"tkg-gpu:{key}": value for key, value in site_config(lab, **overrides).items()}
-        config_path = project / f"Pulumi.{name}.yaml"
-        document = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}
-        document["config"] = settings
-        config_path.write_text(yaml.safe_dump(document))
+        stack = lab_stack(project, lab, tmp_path, name)
+        write_config(stack, site_config(lab, **overrides))
         stack.set_secret("tkg-gpu:vcenterPassword", password)
         created.append(stack)
 

@@ -16,7 +16,7 @@ import yaml
 
 from lab.lab import wait_for
 from lab.stack import Stack
-from tests.engine.conftest import site_config
+from tests.engine.conftest import lab_stack, site_config, write_config
 
 CLUSTER = "gpu-sw"
 MANAGEMENT_STACK = "mgmt-sw"
@@ -30,38 +30,18 @@ POD_URN_SUFFIX = f"{CLUSTER}-gpu-validation-cuda-vector-add"
 UP = ("up", "--yes", "--skip-preview", "--policy-pack", "policies")
 
 
-def _write_config(stack: Stack, settings: dict) -> None:
-    path = stack.project_dir / f"Pulumi.{stack.name}.yaml"
-    document = yaml.safe_load(path.read_text()) if path.exists() else {}
-    document["config"] = {f"tkg-gpu:{key}": value for key, value in settings.items()}
-    path.write_text(yaml.safe_dump(document))
-
-
 @pytest.fixture(scope="module")
 def stacks(project, lab, password, tmp_path_factory):
     """The management stack and the site stack that reads it, both up; destroyed by the last test."""
     logs = tmp_path_factory.mktemp("gpu-software")
-
-    def new_stack(name: str) -> Stack:
-        stack = Stack(
-            project_dir=project,
-            name=name,
-            backend_dir=logs / "backend",
-            passphrase="engine-test-passphrase",
-            environment=lab.environment(),
-            log_path=logs / "pulumi.log",
-        )
-        stack.init()
-        return stack
-
-    management = new_stack(MANAGEMENT_STACK)
-    _write_config(management, {
+    management = lab_stack(project, lab, logs, MANAGEMENT_STACK)
+    write_config(management, {
         "role": "management",
         "site": {"name": "lab", "kind": "edge"},
         "management": {"kubeconfig": str(lab.management.kubeconfig_path), "etcdDialTimeout": "40s"},
     })
-    site = new_stack(SITE_STACK)
-    _write_config(site, site_config(
+    site = lab_stack(project, lab, logs, SITE_STACK)
+    write_config(site, site_config(
         lab,
         cluster={"name": CLUSTER, "workerCount": 2},
         managementStack=f"organization/tkg-gpu/{MANAGEMENT_STACK}",

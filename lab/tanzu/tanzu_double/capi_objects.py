@@ -1,7 +1,7 @@
 """Cluster API objects of a cluster record, as the double writes them into a management cluster.
 
 The shapes follow Cluster API v1beta1 (cluster.x-k8s.io and controlplane.cluster.x-k8s.io) as TKG
-2.x runs it for a class-based cluster: the `Cluster` with `spec.topology` that render.py builds,
+2.x runs it for a class-based cluster. The objects are the `Cluster` with `spec.topology` that render.py builds,
 a KubeadmControlPlane named `<cluster>-<suffix>`, one MachineDeployment per node pool named
 `<cluster>-<pool>-<suffix>`, and the Secret `<cluster>-kubeconfig` of type
 `cluster.x-k8s.io/secret` whose key `value` contains the admin kubeconfig of the workload cluster.

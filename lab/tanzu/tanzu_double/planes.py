@@ -56,7 +56,7 @@ NAMESPACE_API = ("v1", "Namespace")
 CRD_API = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
 CLUSTER_ROLE_API = ("rbac.authorization.k8s.io/v1", "ClusterRole")
 CLUSTER_ROLE_BINDING_API = ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding")
-# What a new cluster starts with; everything else in the workload cluster goes with a deleted cluster.
+# Namespaces a new cluster starts with. A deleted cluster takes every other namespace along.
 SYSTEM_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease"})
 LAB_CRD_GROUP = "kwok.x-k8s.io"
 NAMESPACE_DELETION_TIMEOUT_SECONDS = 120
@@ -479,10 +479,10 @@ def _remove_nodes(plane: Plane, record: dict) -> None:
 def _clear_workload(plane: Plane) -> None:
     """Delete what was installed into the workload cluster, as deleting the real cluster would take it along.
 
-    The lab's workload cluster outlives the clusters the double creates in it: namespaces other than the
-    system ones, Helm-managed cluster roles and CRDs other than kwok's own go, and the namespaces are waited
-    for, so that a cluster created next finds none of them terminating. While Nodes of another cluster remain,
-    the workload cluster is shared and nothing is deleted.
+    The lab's workload cluster outlives the clusters the double creates in it. So the namespaces other than the
+    system ones, the Helm-managed cluster roles and the CRDs other than kwok's own are deleted here. The function
+    waits for the namespaces to go, so that a cluster created next finds none of them terminating. While Nodes of
+    another cluster remain, the workload cluster is shared and nothing is deleted.
     """
     if any(node_objects.CLUSTER_NAME_ANNOTATION in (node["metadata"].get("annotations") or {}) for node in plane.list(NODE_API)):
         return
