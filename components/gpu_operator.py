@@ -31,8 +31,11 @@ PSA_LABEL_PREFIX = "pod-security.kubernetes.io/"
 # read from deployments/gpu-operator/values.yaml of the chart line whose default driver is 580.126.20. The
 # image name stays the chart's own (``image`` key), so the registry must serve each image as <registry>/<image>.
 # Sections that an older chart lacks, such as kataSandboxDevicePlugin before v26.3, are ignored by Helm.
+# operator.initContainer names the cuda image of the init containers that the operator adds to its operands.
+# The chart's values have it at least up to the v25 line, and a site may pin such a chart.
 OPERAND_SECTIONS: tuple[tuple[str, ...], ...] = (
     ("operator",),
+    ("operator", "initContainer"),
     ("validator",),
     ("driver",),
     ("driver", "manager"),

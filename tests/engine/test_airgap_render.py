@@ -44,6 +44,7 @@ EXPECTED_MANIFEST_REFERENCES = {
     *(
         ("ClusterPolicy", f"spec.{section}.repository")
         for section in (
+            "operator.initContainer",
             "validator",
             "driver",
             "driver.manager",

@@ -314,7 +314,7 @@ def test_component_release_with_registry(mocks):
         inputs = mocks.resources["gpu-operator-release"]["inputs"]
         assert inputs["chart"] == f"oci://{REGISTRY}/gpu-operator"
         assert "repositoryOpts" not in inputs
-        assert inputs["values"]["operator"] == {"repository": REGISTRY}
+        assert inputs["values"]["operator"] == {"repository": REGISTRY, "initContainer": {"repository": REGISTRY}}
         assert rules.release_references_in_registry(inputs, REGISTRY, "gpu-operator-release") == []
         assert rules.gpu_operator_chart_pinned(inputs, "gpu-operator-release") == []
 
