@@ -32,8 +32,8 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(VENV)/bin/python -m pip install --quiet -r requirements-dev.txt
 	@touch $@
 
-# On 2 cores with empty caches the whole build took 34.5 min, 26 of them for the Kubernetes group (API servers,
-# etcd, kwok and the Kubernetes provider).
+# On 2 cores with empty caches the whole build took 17 to 34.5 min on two machines, 13 to 26 of them for the
+# Kubernetes group (API servers, etcd, kwok and the Kubernetes provider).
 tools:
 	@tools/build-toolchain.sh --with-kubernetes >/dev/null
 

@@ -13,8 +13,8 @@
 #
 # With --with-kubernetes, or TKG_GPU_WITH_KUBERNETES=1, it also builds the Kubernetes group. Measured with an empty
 # Go build cache on 2 cores: 47 min while the cores were shared with other builds, and 26 min on its own. The whole
-# script took 34.5 min from empty module, build and tool caches, and left about 10 GB of Go build cache, 3 GB of
-# modules and 0.8 GB of binaries. The group:
+# script took 34.5 min from empty module, build and tool caches (17 min on a faster 2-core machine). It left about
+# 10 GB of Go build cache, 3 GB of modules and 0.8 GB of binaries. The group:
 #   kube-apiserver, kube-controller-manager, kube-scheduler
 #                                   from the wrapper module tools/k8s-bin
 #   etcd                            from the wrapper module tools/etcd-bin
