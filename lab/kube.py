@@ -11,8 +11,10 @@ import base64
 import dataclasses
 import datetime
 import ipaddress
+import json
 import os
 import pathlib
+import select
 import shutil
 import signal
 import socket
@@ -125,6 +127,35 @@ def stop_processes(records: list[ProcessRecord]) -> None:
         stop_process(record)
 
 
+def start_with_ready_line(
+    component: str, command: list[str], log_path: pathlib.Path, environment: dict[str, str], timeout: float
+) -> tuple[subprocess.Popen[bytes], ProcessRecord, dict[str, Any]]:
+    """Start a lab program that prints one JSON ready line on stdout; return the process, its record and that line.
+
+    The program's stderr is appended to ``log_path``. A program that prints no line within ``timeout`` seconds is
+    killed, and one that exits first is reported with its exit code.
+    """
+    log = open(log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, env=environment, start_new_session=True
+    )
+    log.close()
+    record = ProcessRecord(component, process.pid, os.path.realpath(command[0]))
+    assert process.stdout is not None
+    ready, _writable, _errors = select.select([process.stdout], [], [], timeout)
+    if not ready:
+        process.kill()
+        process.wait()
+        raise LabError(f"{component} printed no ready line within {timeout} s; see {log_path}")
+
+    line = process.stdout.readline()
+    if not line:
+        process.wait(timeout=timeout)
+        raise LabError(f"{component} exited with code {process.returncode} before serving; see {log_path}")
+
+    return process, record, json.loads(line)
+
+
 def free_port() -> int:
     """Return a port that is free on 127.0.0.1 now; another program may take it before the caller binds it."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -191,19 +222,50 @@ def _issue(
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def write_pki(pki: pathlib.Path, plane_name: str) -> None:
-    """Create the CA, the serving and client certificates, and the service-account key pair (files 0600)."""
+def _write_ca(pki: pathlib.Path, common_name: str) -> tuple[x509.Name, ec.EllipticCurvePrivateKey]:
+    """Create the private directory ``pki`` with a new CA in ``ca.crt`` and ``ca.key``; return its name and key."""
     pki.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(pki, 0o700)
 
     ca_key = _new_key()
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"tkg-gpu-lab-{plane_name}-ca")])
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     ca = _issue(ca_name, ca_key, ca_name, ca_key, ca=True)
     _write_private(pki / "ca.crt", ca.public_bytes(serialization.Encoding.PEM))
     _write_private(pki / "ca.key", _key_pem(ca_key))
 
-    loopback = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-    apiserver_names = loopback + [
+    return ca_name, ca_key
+
+
+def _write_leaf(
+    pki: pathlib.Path,
+    stem: str,
+    subject: x509.Name,
+    issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey],
+    usages: list[x509.ObjectIdentifier],
+    names: list[x509.GeneralName] | None,
+) -> None:
+    """Issue a certificate with a new key from ``issuer`` and write ``<stem>.crt`` and ``<stem>.key``."""
+    key = _new_key()
+    certificate = _issue(subject, key, *issuer, usages=usages, names=names)
+    _write_private(pki / f"{stem}.crt", certificate.public_bytes(serialization.Encoding.PEM))
+    _write_private(pki / f"{stem}.key", _key_pem(key))
+
+
+LOOPBACK_NAMES: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+
+
+def write_loopback_tls(pki: pathlib.Path, name: str) -> None:
+    """Create a CA (``ca.crt``) and a serving certificate for 127.0.0.1 (``server.crt``, ``server.key``) in ``pki``."""
+    issuer = _write_ca(pki, f"tkg-gpu-lab-{name}-ca")
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    _write_leaf(pki, "server", subject, issuer, [ExtendedKeyUsageOID.SERVER_AUTH], LOOPBACK_NAMES)
+
+
+def write_pki(pki: pathlib.Path, plane_name: str) -> None:
+    """Create the CA, the serving and client certificates, and the service-account key pair (files 0600)."""
+    issuer = _write_ca(pki, f"tkg-gpu-lab-{plane_name}-ca")
+
+    apiserver_names = LOOPBACK_NAMES + [
         x509.IPAddress(ipaddress.ip_address(KUBERNETES_SERVICE_IP)),
         x509.DNSName("kubernetes"),
         x509.DNSName("kubernetes.default"),
@@ -217,16 +279,13 @@ def write_pki(pki: pathlib.Path, plane_name: str) -> None:
         "apiserver-kubelet-client": (
             "kube-apiserver-kubelet-client", "system:masters", [ExtendedKeyUsageOID.CLIENT_AUTH], None,
         ),
-        "kwok": ("kwok", None, [ExtendedKeyUsageOID.SERVER_AUTH], loopback),
+        "kwok": ("kwok", None, [ExtendedKeyUsageOID.SERVER_AUTH], LOOPBACK_NAMES),
     }
     for stem, (common_name, organization, usages, names) in leaves.items():
         attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
         if organization:
             attributes.insert(0, x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
-        key = _new_key()
-        certificate = _issue(x509.Name(attributes), key, ca_name, ca_key, usages=usages, names=names)
-        _write_private(pki / f"{stem}.crt", certificate.public_bytes(serialization.Encoding.PEM))
-        _write_private(pki / f"{stem}.key", _key_pem(key))
+        _write_leaf(pki, stem, x509.Name(attributes), issuer, usages, names)
 
     service_account_key = _new_key()
     _write_private(pki / "sa.key", _key_pem(service_account_key))

@@ -12,7 +12,6 @@ import dataclasses
 import json
 import os
 import pathlib
-import select
 import shutil
 import ssl
 import subprocess
@@ -21,7 +20,7 @@ import time
 import urllib.request
 from typing import Any
 
-from lab.kube import FAKE_NODE_ANNOTATION, ControlPlane, LabError, ProcessRecord, stop_process
+from lab.kube import FAKE_NODE_ANNOTATION, ControlPlane, LabError, ProcessRecord, start_with_ready_line, stop_process
 
 __all__ = ["Lab", "LabError", "LabSettings", "SWITCHES", "kubernetes_environment", "set_switch", "wait_for"]
 
@@ -166,38 +165,13 @@ class Lab:
         if self.settings.no_rebind:
             command += ["--no-rebind", ",".join(self.settings.no_rebind)]
 
-        log = open(self.state_dir / "vcsim-gpu.log", "ab")  # noqa: SIM115 - kept open for the child's lifetime
-        self._process = subprocess.Popen(
+        self._process, self._vcsim_record, banner = start_with_ready_line(
+            "vcsim-gpu",
             command,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, "VCSIM_GPU_PASSWORD": self._password},
-            start_new_session=True,
+            self.state_dir / "vcsim-gpu.log",
+            {**os.environ, "VCSIM_GPU_PASSWORD": self._password},
+            START_TIMEOUT_SECONDS,
         )
-        log.close()
-        self._vcsim_record = ProcessRecord("vcsim-gpu", self._process.pid, os.path.realpath(executable))
-        self._read_banner()
-
-    def _read_banner(self) -> None:
-        """Read the simulator's ready line, killing it when none arrives within the start timeout."""
-        assert self._process is not None and self._process.stdout is not None
-        ready, _writable, _errors = select.select([self._process.stdout], [], [], START_TIMEOUT_SECONDS)
-        if not ready:
-            self._process.kill()
-            self._process.wait()
-            raise LabError(
-                f"vcsim-gpu printed no ready line within {START_TIMEOUT_SECONDS} s; see {self.state_dir / 'vcsim-gpu.log'}"
-            )
-
-        line = self._process.stdout.readline()
-        if not line:
-            self._process.wait(timeout=START_TIMEOUT_SECONDS)
-            raise LabError(
-                f"vcsim-gpu exited with code {self._process.returncode} before serving; see {self.state_dir / 'vcsim-gpu.log'}"
-            )
-
-        banner = json.loads(line)
         self.url = banner["url"]
         self.thumbprint = banner.get("thumbprint", "")
         self.server = self.url.split("://", 1)[1].split("/", 1)[0]
