@@ -52,8 +52,9 @@ test-unit: venv i18n
 
 # Go tests of the project's own Go programs: the vCenter simulator and the language host.
 test-go:
-	@echo "==> go test: lab/vcsim-gpu, tools/language-host" >&2
+	@echo "==> go test: lab/vcsim-gpu, lab/oci-registry, tools/language-host" >&2
 	@cd lab/vcsim-gpu && CGO_ENABLED=0 go test ./...
+	@cd lab/oci-registry && CGO_ENABLED=0 go test ./...
 	@cd tools/language-host && CGO_ENABLED=0 go test ./...
 
 test: venv tools i18n test-go

@@ -64,7 +64,7 @@ def write_index(repo_dir: pathlib.Path) -> pathlib.Path:
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     entries: dict[str, list[dict[str, object]]] = {}
     for archive in sorted(repo_dir.glob("*.tgz")):
-        metadata = _archive_metadata(archive)
+        metadata = archive_metadata(archive)
         entry = {
             **metadata,
             "urls": [archive.name],
@@ -79,7 +79,7 @@ def write_index(repo_dir: pathlib.Path) -> pathlib.Path:
     return index
 
 
-def _archive_metadata(archive: pathlib.Path) -> dict[str, object]:
+def archive_metadata(archive: pathlib.Path) -> dict[str, object]:
     """Return the Chart.yaml of a chart archive, read from ``<top directory>/Chart.yaml``."""
     with tarfile.open(archive, "r:gz") as tar:
         for member in tar.getmembers():

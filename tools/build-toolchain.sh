@@ -9,7 +9,8 @@
 #   pulumi-language-python          the project's language host, from tools/language-host
 #   pulumi-language-python-exec     scripts copied from the Pulumi Go SDK module at the version of
 #   pulumi-resource-pulumi-python   the PyPI pulumi package
-#   vcsim-gpu                       vCenter simulator, from lab/vcsim-gpu (skipped while that module is missing)
+#   vcsim-gpu                       vCenter simulator, from lab/vcsim-gpu
+#   oci-registry                    in-memory OCI registry for chart tests, from lab/oci-registry
 #
 # With --with-kubernetes, or TKG_GPU_WITH_KUBERNETES=1, it also builds the Kubernetes group. Measured with an empty
 # Go build cache on 2 cores: 47 min while the cores were shared with other builds, and 26 min on its own. The whole
@@ -78,6 +79,7 @@ readonly tools_dir repo_dir
 readonly pulumi_wrapper_dir=$tools_dir/pulumi-bin
 readonly language_host_dir=$tools_dir/language-host
 readonly vcsim_dir=$repo_dir/lab/vcsim-gpu
+readonly oci_registry_dir=$repo_dir/lab/oci-registry
 readonly k8s_wrapper_dir=$tools_dir/k8s-bin
 readonly etcd_wrapper_dir=$tools_dir/etcd-bin
 readonly kwok_wrapper_dir=$tools_dir/kwok-bin
@@ -180,13 +182,14 @@ value_digest() {
 # NOTE: superseded build directories (an older digest or version) are never removed. Delete them, or the whole
 # cache, to reclaim disk space.
 #
-# Run "BUILD_FUNCTION TMPDIR" to fill a new temporary directory, then rename it to FINAL_DIR. FINAL_DIR therefore
+# Run "BUILD_FUNCTION [ARGS...] TMPDIR" to fill a new temporary directory, then rename it to FINAL_DIR. FINAL_DIR therefore
 # exists only after a successful build, and its existence is what marks the build complete. Because the build
 # function runs as an `if` condition, where `set -e` does not apply, each build function returns its own status.
 build_into() {
     local description=$1 final_dir=$2 build_function=$3
+    shift 3
     pending_dir=$(mktemp -d "$cache/.building.XXXXXX")
-    if ! "$build_function" "$pending_dir"; then
+    if ! "$build_function" "$@" "$pending_dir"; then
         die "$description failed; see the output above"
     fi
     chmod 0755 "$pending_dir"
@@ -222,9 +225,24 @@ copy_python_scripts() {
         install -m 0755 "$sdk_dir/python/dist/pulumi-resource-pulumi-python" "$out_dir/pulumi-resource-pulumi-python"
 }
 
-build_vcsim() {
-    local out_dir=$1
-    (cd "$vcsim_dir" && go build -trimpath -ldflags "-s -w" -o "$out_dir/vcsim-gpu" .)
+# Build the lab program NAME from the module in SOURCE_DIR into OUT_DIR/NAME.
+build_lab_program() {
+    local name=$1 source_dir=$2 out_dir=$3
+    (cd "$source_dir" && go build -trimpath -ldflags "-s -w" -o "$out_dir/$name" .)
+}
+
+# Build the lab program NAME from lab/NAME unless the cache has it for the module's current source, and link it.
+lab_program() {
+    local name=$1 source_dir=$repo_dir/lab/$1 digest build_dir
+    digest=$(source_digest "$source_dir" "-trimpath -s -w")
+    build_dir=$cache/$name-$digest
+    if [[ -d "$build_dir" ]]; then
+        log "$name is up to date ($build_dir)"
+    else
+        log "building $name from lab/$name"
+        build_into "building lab/$name" "$build_dir" build_lab_program "$name" "$source_dir"
+    fi
+    link_into_bin "$build_dir/$name" "$name"
 }
 
 # Run COMMAND at low CPU priority and log how long STEP took. Each step of the Kubernetes group keeps all cores busy
@@ -524,9 +542,9 @@ if [[ -z "$path_cli" ]]; then
     required_modules+=("$PKG_MODULE@$PULUMI_VERSION" "$SDK_MODULE@$PULUMI_VERSION")
 fi
 mapfile -t -O "${#required_modules[@]}" required_modules < <(direct_requirements "$language_host_dir/go.mod")
-if [[ -f "$vcsim_dir/go.mod" ]]; then
-    mapfile -t -O "${#required_modules[@]}" required_modules < <(direct_requirements "$vcsim_dir/go.mod")
-fi
+for lab_dir in "$vcsim_dir" "$oci_registry_dir"; do
+    mapfile -t -O "${#required_modules[@]}" required_modules < <(direct_requirements "$lab_dir/go.mod")
+done
 for module_version in "${required_modules[@]}"; do
     check_module_served "$module_version"
 done
@@ -583,21 +601,9 @@ reported_host=$("$bin_dir/pulumi-language-python" --version)
 [[ "$reported_host" == "$LANGUAGE_HOST_VERSION" ]] ||
     die "$bin_dir/pulumi-language-python reports version $reported_host, expected $LANGUAGE_HOST_VERSION"
 
-# vCenter simulator.
-if [[ -f "$vcsim_dir/go.mod" ]]; then
-    vcsim_digest=$(source_digest "$vcsim_dir" "-trimpath -s -w")
-    vcsim_build_dir=$cache/vcsim-gpu-$vcsim_digest
-    if [[ -d "$vcsim_build_dir" ]]; then
-        log "vcsim-gpu is up to date ($vcsim_build_dir)"
-    else
-        log "building vcsim-gpu from lab/vcsim-gpu"
-        build_into "building lab/vcsim-gpu" "$vcsim_build_dir" build_vcsim
-    fi
-    link_into_bin "$vcsim_build_dir/vcsim-gpu" vcsim-gpu
-else
-    log "skipping vcsim-gpu: $vcsim_dir/go.mod does not exist yet"
-    rm -f -- "$bin_dir/vcsim-gpu"
-fi
+# The lab's vCenter simulator and OCI registry.
+lab_program vcsim-gpu
+lab_program oci-registry
 
 if $with_kubernetes; then
     build_kubernetes_group

@@ -3,8 +3,9 @@
 The program deploys the chart from ``lab/charts/gpu-operator`` to a control plane of ``lab.kube`` with two
 fake GPU workers and one tainted control-plane node, then checks what Helm created and that the policy pack
 accepts the Release. A second plane gets the same chart from an HTTP Helm repository that the test serves on
-127.0.0.1 (``lab.chart_repo``). A site registry is not covered here, because the chart would then come from
-an OCI registry.
+127.0.0.1 (``lab.chart_repo``). A third plane is an air-gapped site: ``registry.repository`` names the lab's
+OCI registry (``lab.oci_registry``), which serves the chart pushed as ``helm push`` would, and the Kubernetes
+provider trusts the registry's CA through ``SSL_CERT_FILE``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pytest
 import yaml
 
 from lab.chart_repo import ChartRepository, package_chart, write_index
+from lab.oci_registry import OciRegistry
 from lab.stack import Stack
 from tests import labtools
 from tests.unit.sites import site_dict
@@ -35,8 +37,9 @@ GPU_NODE_LABEL = "feature.node.kubernetes.io/pci-10de.present"
 GPU_WORKERS = ("gpu-worker-0", "gpu-worker-1")
 CHART_VERSION = "v26.3.0-lab.1"
 CHART_ARCHIVE = f"gpu-operator-{CHART_VERSION}.tgz"
-# Fixtures of the two chart sources that the checks of the Release and its objects run against.
-DEPLOYMENTS = ("deployed", "deployed_from_repository")
+REGISTRY_PROJECT = "tkg"
+# Fixtures of the three chart sources that the checks of the Release and its objects run against.
+DEPLOYMENTS = ("deployed", "deployed_from_repository", "deployed_from_registry")
 
 PROGRAM = '''"""Test program: one GpuOperator from the site settings and GPU generations in $GPU_OPERATOR_TEST_INPUT."""
 
@@ -145,20 +148,31 @@ def helm_environment(home: pathlib.Path) -> dict[str, str]:
     }
 
 
-def write_input(path: pathlib.Path, plane: ControlPlane, chart: dict[str, str], version: str) -> pathlib.Path:
-    """Write the program's input: the plane's kubeconfig path and a Volta site that enforces Pod Security."""
-    site = site_dict(
-        cluster={"podSecurityStandardEnforce": "baseline"},
-        gpuOperator={"chart": chart, "version": version, "timeout": "3m"},
-    )
+def write_input(
+    path: pathlib.Path, plane: ControlPlane, chart: dict[str, str] | None, version: str, **site_overrides: object
+) -> pathlib.Path:
+    """Write the program's input: the plane's kubeconfig path and a Volta site that enforces Pod Security.
+
+    Without ``chart`` the site keeps the default chart source, which a site registry replaces.
+    """
+    operator = {"version": version, "timeout": "3m", **({"chart": chart} if chart else {})}
+    site = site_dict(cluster={"podSecurityStandardEnforce": "baseline"}, gpuOperator=operator, **site_overrides)
     path.write_text(json.dumps({"kubeconfig_path": str(plane.kubeconfig_path), "site": site, "generations": ["Volta"]}))
 
     return path
 
 
 @contextlib.contextmanager
-def operator_stack(work: pathlib.Path, chart: dict[str, str]) -> Iterator[tuple[Stack, ControlPlane]]:
-    """Deploy the GpuOperator with ``gpuOperator.chart`` set to ``chart`` on a fresh plane; destroy it afterwards."""
+def operator_stack(
+    work: pathlib.Path,
+    chart: dict[str, str] | None,
+    environment: dict[str, str] | None = None,
+    **site_overrides: object,
+) -> Iterator[tuple[Stack, ControlPlane]]:
+    """Deploy the GpuOperator with ``gpuOperator.chart`` set to ``chart`` on a fresh plane; destroy it afterwards.
+
+    ``environment`` is added to the Pulumi runs' environment, and ``site_overrides`` to the site settings.
+    """
     from lab.kube import ControlPlane
 
     for tool in ("pulumi", "kube-apiserver", "kwok"):
@@ -169,7 +183,7 @@ def operator_stack(work: pathlib.Path, chart: dict[str, str]) -> Iterator[tuple[
         create_nodes(plane)
         project = work / "project"
         write_project(project)
-        test_input = write_input(work / "input.json", plane, chart, CHART_VERSION)
+        test_input = write_input(work / "input.json", plane, chart, CHART_VERSION, **site_overrides)
         stack = Stack(
             project_dir=project,
             name="test",
@@ -179,6 +193,7 @@ def operator_stack(work: pathlib.Path, chart: dict[str, str]) -> Iterator[tuple[
                 "GPU_OPERATOR_TEST_INPUT": str(test_input),
                 "PULUMI_HOME": pulumi_home(),
                 **helm_environment(work / "home"),
+                **(environment or {}),
             },
             log_path=work / "pulumi.log",
         )
@@ -212,6 +227,29 @@ def deployed_from_repository(tmp_path_factory, chart_repository):
     """The GpuOperator from ``chart_repository`` on its own plane, as a (stack, plane) pair."""
     work = tmp_path_factory.mktemp("gpu-operator-repository")
     with operator_stack(work, {"repository": chart_repository.url}) as deployment:
+        yield deployment
+
+
+@pytest.fixture(scope="module")
+def oci_registry(tmp_path_factory):
+    """The lab's OCI registry on 127.0.0.1 with the fixture chart pushed to ``tkg/gpu-operator``."""
+    work = tmp_path_factory.mktemp("oci-registry")
+    archive = package_chart(FIXTURE_CHART, work / "charts")
+    with OciRegistry(work / "registry") as registry:
+        registry.push_chart(archive, REGISTRY_PROJECT)
+        yield registry
+
+
+@pytest.fixture(scope="module")
+def deployed_from_registry(tmp_path_factory, oci_registry):
+    """The GpuOperator of an air-gapped site whose ``registry.repository`` is the lab's OCI registry."""
+    work = tmp_path_factory.mktemp("gpu-operator-registry")
+    with operator_stack(
+        work,
+        None,
+        environment={"SSL_CERT_FILE": str(oci_registry.ca_file)},
+        registry={"repository": f"{oci_registry.host}/{REGISTRY_PROJECT}"},
+    ) as deployment:
         yield deployment
 
 
@@ -311,3 +349,57 @@ def test_repository_missing_version_rejected(deployed_from_repository, chart_rep
     assert result.returncode != 0, output
     assert f'chart "gpu-operator" version "{missing}" not found in {chart_repository.url} repository' in output
     assert stack.outputs()["chartVersion"] == CHART_VERSION
+
+
+def test_registry_chart_pulled_by_helm(deployed_from_registry, oci_registry):
+    """With only registry.repository set, Helm pulled the chart's manifest and archive from the site registry."""
+    requests = oci_registry.requests()
+
+    assert f"GET /v2/{REGISTRY_PROJECT}/gpu-operator/manifests/{CHART_VERSION}" in requests
+    assert any(request.startswith(f"GET /v2/{REGISTRY_PROJECT}/gpu-operator/blobs/sha256:") for request in requests)
+
+
+def test_registry_operand_images_in_registry(deployed_from_registry, oci_registry):
+    """Every image location in the installed ClusterPolicy and Deployment names the site registry."""
+    import kubernetes.client
+
+    _stack, plane = deployed_from_registry
+    registry = f"{oci_registry.host}/{REGISTRY_PROJECT}"
+    with plane.api_client() as client:
+        policy = kubernetes.client.CustomObjectsApi(client).get_cluster_custom_object(
+            "nvidia.com", "v1", "clusterpolicies", "cluster-policy"
+        )
+        operator = kubernetes.client.AppsV1Api(client).read_namespaced_deployment("gpu-operator", "gpu-operator")
+
+    repositories = {name: section["repository"] for name, section in policy["spec"].items() if "repository" in section}
+    repositories["operator.initContainer"] = policy["spec"]["operator"]["initContainer"]["repository"]
+
+    assert repositories and all(repository == registry for repository in repositories.values()), repositories
+    assert operator.spec.template.spec.containers[0].image.startswith(f"{registry}/gpu-operator:")
+
+
+def test_registry_release_passes_air_gapped_policy(deployed_from_registry, oci_registry, tmp_path):
+    """The pack's air-gapped-registry policy, given the site registry, accepts the Release from it."""
+    stack, _plane = deployed_from_registry
+    config_file = tmp_path / "policy-config.json"
+    config_file.write_text(json.dumps({"air-gapped-registry": {"siteRegistry": f"{oci_registry.host}/{REGISTRY_PROJECT}"}}))
+
+    result = stack.run("preview", "--policy-pack", "policies", "--policy-pack-config", str(config_file), check=False)
+    output = result.stdout + result.stderr
+
+    assert result.returncode == 0, output
+    assert "tkg-gpu@" in output, "the policy pack did not run"
+    assert "air-gapped-registry" not in output
+
+
+def test_registry_ca_required(deployed_from_registry, oci_registry):
+    """Without the registry's CA in SSL_CERT_FILE, Helm in the provider rejects the registry's certificate."""
+    stack, _plane = deployed_from_registry
+    environment = {key: value for key, value in stack.environment.items() if key != "SSL_CERT_FILE"}
+    untrusted = dataclasses.replace(stack, environment=environment)
+
+    result = untrusted.run("preview", "--refresh", check=False)
+    output = result.stdout + result.stderr
+
+    assert result.returncode != 0, output
+    assert "certificate signed by unknown authority" in output
