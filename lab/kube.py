@@ -156,6 +156,18 @@ def start_with_ready_line(
     return process, record, json.loads(line)
 
 
+def find_tool(name: str) -> str:
+    """Return the path of the lab program ``name`` on PATH, or raise LabError with the way to put it there."""
+    executable = shutil.which(name)
+    if executable is None:
+        raise LabError(
+            f"{name} not found on PATH: `make tools` builds it into $TKG_GPU_CACHE/bin (by default "
+            f"~/.cache/tkg-gpu/bin), and the Makefile's targets put that directory on PATH; outside them, add it yourself"
+        )
+
+    return executable
+
+
 def free_port() -> int:
     """Return a port that is free on 127.0.0.1 now; another program may take it before the caller binds it."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -404,8 +416,7 @@ class ControlPlane:
 
     def _start(self) -> None:
         for component in self.COMPONENTS:
-            if shutil.which(component) is None:
-                raise LabError(f"{component} not found on PATH; run `make tools` first")
+            find_tool(component)
 
         self.remove_secrets()
         shutil.rmtree(self.kwok_dir, ignore_errors=True)

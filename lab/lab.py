@@ -12,7 +12,6 @@ import dataclasses
 import json
 import os
 import pathlib
-import shutil
 import ssl
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import time
 import urllib.request
 from typing import Any
 
-from lab.kube import FAKE_NODE_ANNOTATION, ControlPlane, LabError, ProcessRecord, start_with_ready_line, stop_process
+from lab.kube import FAKE_NODE_ANNOTATION, ControlPlane, LabError, ProcessRecord, find_tool, start_with_ready_line, stop_process
 
 __all__ = ["Lab", "LabError", "LabSettings", "SWITCHES", "kubernetes_environment", "set_switch", "wait_for"]
 
@@ -149,9 +148,7 @@ class Lab:
         plane.create_objects(CAPI_DIR / "kubeadm-control-plane-controller.yaml", field_manager="kapp")
 
     def _start_simulator(self) -> None:
-        executable = shutil.which("vcsim-gpu")
-        if executable is None:
-            raise LabError("vcsim-gpu not found on PATH; run `make tools` first")
+        executable = find_tool("vcsim-gpu")
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.tanzu_state_dir.mkdir(exist_ok=True)

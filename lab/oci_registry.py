@@ -17,14 +17,13 @@ import hashlib
 import json
 import os
 import pathlib
-import shutil
 import ssl
 import subprocess
 import urllib.parse
 import urllib.request
 
 from lab.chart_repo import archive_metadata
-from lab.kube import LabError, ProcessRecord, start_with_ready_line, stop_process, write_loopback_tls
+from lab.kube import ProcessRecord, find_tool, start_with_ready_line, stop_process, write_loopback_tls
 
 START_TIMEOUT_SECONDS = 30
 REQUEST_TIMEOUT_SECONDS = 30
@@ -63,9 +62,7 @@ class OciRegistry:
         return self.directory / "oci-registry.log"
 
     def start(self) -> OciRegistry:
-        executable = shutil.which("oci-registry")
-        if executable is None:
-            raise LabError("oci-registry not found on PATH; run `make tools` first")
+        executable = find_tool("oci-registry")
 
         self.directory.mkdir(parents=True, exist_ok=True)
         pki = self.directory / "pki"

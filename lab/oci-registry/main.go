@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -26,6 +27,9 @@ type readyLine struct {
 	URL string `json:"url"`
 }
 
+// errReported marks a flag error that the flag package has already printed with the usage text.
+var errReported = errors.New("invalid flags")
+
 type options struct {
 	listen   string
 	certFile string
@@ -41,9 +45,19 @@ func run(args []string) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
+	if errors.Is(err, errReported) {
+		return 2
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "oci-registry:", err)
 		return 2
+	}
+
+	// Load the certificate before listening, so that a bad file fails the start before the ready line.
+	certificate, err := tls.LoadX509KeyPair(opts.certFile, opts.keyFile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "oci-registry: load --cert and --key:", err)
+		return 1
 	}
 
 	listener, err := net.Listen("tcp", opts.listen)
@@ -57,9 +71,10 @@ func run(args []string) int {
 		Handler:           registry.New(registry.Logger(requests)),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          requests,
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{certificate}, MinVersion: tls.VersionTLS12},
 	}
 	served := make(chan error, 1)
-	go func() { served <- server.ServeTLS(listener, opts.certFile, opts.keyFile) }()
+	go func() { served <- server.ServeTLS(listener, "", "") }()
 
 	line, err := json.Marshal(readyLine{URL: "https://" + listener.Addr().String()})
 	if err != nil {
@@ -99,19 +114,21 @@ func parseOptions(args []string, output io.Writer) (options, error) {
 	listen := flags.String("listen", "127.0.0.1:0", "loopback `address:port` to serve HTTPS on; port 0 picks a free port")
 	certFile := flags.String("cert", "", "PEM `file` of the server certificate, with 127.0.0.1 as an IP address SAN")
 	keyFile := flags.String("key", "", "PEM `file` of the server certificate's private key")
-	if err := flags.Parse(args); err != nil {
+	if err := flags.Parse(args); errors.Is(err, flag.ErrHelp) {
 		return options{}, err
+	} else if err != nil {
+		return options{}, errReported
 	}
 	if flags.NArg() > 0 {
 		return options{}, fmt.Errorf("unexpected argument %q; every setting is a flag, see --help", flags.Arg(0))
-	}
-	if *certFile == "" || *keyFile == "" {
-		return options{}, errors.New("--cert and --key are required: the registry serves HTTPS only, as Helm expects")
 	}
 
 	address, err := loopbackAddress(*listen)
 	if err != nil {
 		return options{}, err
+	}
+	if *certFile == "" || *keyFile == "" {
+		return options{}, errors.New("--cert and --key are required: the registry serves HTTPS only, as Helm expects")
 	}
 
 	return options{listen: address, certFile: *certFile, keyFile: *keyFile}, nil
