@@ -21,6 +21,7 @@ import pulumi
 import pulumi_kubernetes as kubernetes
 import urllib3
 import yaml
+from kubernetes.client import ApiException, AppsV1Api
 
 from components import kube_client, site
 from components.config import ConfigError, ManagementConfig, ManagementSettings
@@ -143,12 +144,10 @@ def read_json(kubeconfig: Kubeconfig | str, read: Callable[[Any], Any], action: 
 
     Returns None when the API server returns 404 Not Found and raises ManagementClusterError on other failures.
     """
-    import kubernetes as kube_client
-
     with api_client(kubeconfig) as client:
         try:
             response = read(client)
-        except kube_client.client.ApiException as error:
+        except ApiException as error:
             if error.status == 404:
                 return None
             raise ManagementClusterError(f"{action}: HTTP {error.status} {error.reason}") from None
@@ -160,10 +159,8 @@ def read_json(kubeconfig: Kubeconfig | str, read: Callable[[Any], Any], action: 
 
 def read_deployment(kubeconfig: Kubeconfig, namespace: str, name: str) -> dict[str, Any]:
     """Read the controller Deployment as JSON (with managedFields), raising ManagementClusterError when absent."""
-    import kubernetes as kube_client
-
     def read(client: Any) -> Any:
-        return kube_client.client.AppsV1Api(client).read_namespaced_deployment(
+        return AppsV1Api(client).read_namespaced_deployment(
             name, namespace, _preload_content=False, _request_timeout=REQUEST_TIMEOUT_SECONDS
         )
 

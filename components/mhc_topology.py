@@ -19,6 +19,7 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as kubernetes
+from kubernetes.client import ApiextensionsV1Api, CustomObjectsApi
 
 from components import management
 from components.config import ClusterSettings, ConfigError, SiteConfig, duration_seconds
@@ -340,16 +341,14 @@ def _desired_patch(
 
 
 def _read_cluster(kubeconfig: str, namespace: str, name: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    import kubernetes as kube_client
-
     def read_cluster(client: Any) -> Any:
-        return kube_client.client.CustomObjectsApi(client).get_namespaced_custom_object(
+        return CustomObjectsApi(client).get_namespaced_custom_object(
             "cluster.x-k8s.io", "v1beta1", namespace, "clusters", name,
             _preload_content=False, _request_timeout=management.REQUEST_TIMEOUT_SECONDS,
         )
 
     def read_crd(client: Any) -> Any:
-        return kube_client.client.ApiextensionsV1Api(client).read_custom_resource_definition(
+        return ApiextensionsV1Api(client).read_custom_resource_definition(
             CLUSTER_CRD, _preload_content=False, _request_timeout=management.REQUEST_TIMEOUT_SECONDS
         )
 

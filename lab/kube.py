@@ -628,7 +628,7 @@ class ControlPlane:
                         return False
                 return True
 
-            _poll(established, timeout=30, message=f"the CustomResourceDefinitions in {path.name} to be established")
+            wait_for(established, timeout=30, interval=0.3, message=f"the CustomResourceDefinitions in {path.name} to be established")
 
     def create_objects(self, path: pathlib.Path, field_manager: str | None = None) -> None:
         """Create the objects in a YAML file (built-in kinds and custom resources)."""
@@ -735,9 +735,11 @@ def _insecure_context() -> ssl.SSLContext:
     return context
 
 
-def _poll(condition: Callable[[], bool], *, timeout: float, message: str, interval: float = 0.3) -> None:
+def wait_for(condition: Callable[[], bool], *, timeout: float, interval: float = 0.5, message: str = "condition") -> None:
+    """Poll ``condition`` until it returns true, raising LabError after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise LabError(f"timed out after {timeout:.0f} s waiting for {message}")
+
         time.sleep(interval)

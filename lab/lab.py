@@ -19,7 +19,7 @@ import time
 import urllib.request
 from typing import Any
 
-from lab.kube import FAKE_NODE_ANNOTATION, ControlPlane, LabError, ProcessRecord, find_tool, start_with_ready_line, stop_process
+from lab.kube import FAKE_NODE_ANNOTATION, ControlPlane, LabError, ProcessRecord, find_tool, start_with_ready_line, stop_process, wait_for
 
 __all__ = ["Lab", "LabError", "LabSettings", "SWITCHES", "kubernetes_environment", "set_switch", "wait_for"]
 
@@ -254,12 +254,3 @@ def kubernetes_environment(management: ControlPlane, workload: ControlPlane) -> 
         "TKG_GPU_LAB_MANAGEMENT_KUBECONFIG": str(management.kubeconfig_path),
     }
 
-
-def wait_for(condition, *, timeout: float, interval: float = 0.5, message: str = "condition") -> None:
-    """Poll ``condition`` until it returns true, raising LabError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise LabError(f"timed out after {timeout:.0f} s waiting for {message}")
-
-        time.sleep(interval)

@@ -9,6 +9,7 @@ import shutil
 import pytest
 
 from components import vsphere
+from lab.kube import ControlPlane
 from lab.lab import Lab, LabSettings
 from lab.stack import use_virtualenv
 
@@ -21,6 +22,17 @@ PROGRAM_PROJECT_FILES = ("components", "policies", "locale", "lab/charts")
 def require_tool(name: str) -> None:
     if shutil.which(name) is None:
         pytest.fail(f"{name} not found on PATH; run the tests through `make test`, which builds it")
+
+
+def control_plane(name: str, directory: pathlib.Path) -> ControlPlane:
+    """Return a lab control plane in ``directory`` for a ``with`` block, which starts and stops it.
+
+    The test fails first when one of the plane's programs is missing from PATH.
+    """
+    for component in ControlPlane.COMPONENTS:
+        require_tool(component)
+
+    return ControlPlane(name, directory)
 
 
 def copy_program_project(program_dir: pathlib.Path, target: pathlib.Path) -> pathlib.Path:

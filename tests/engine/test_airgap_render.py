@@ -4,9 +4,9 @@ The program in programs/airgap_render builds the GPU Operator values, chart refe
 with the same functions GpuOperator and GpuValidation use. ``pulumi up`` then renders the lab's fixture
 chart (lab/charts/gpu-operator, with the value keys of NVIDIA's chart) and the validation Pod through a
 kubernetes Provider with ``renderYamlToDirectory``, so the real engine and provider plugin write every
-manifest to disk. No cluster is involved: the runs get an empty HOME, an empty KUBECONFIG and no in-cluster
-variables, because in render mode the provider still loads an ambient kubeconfig and queries its API server for
-the version (Configure in pulumi-kubernetes provider/pkg/provider/provider.go, the code of plugin 4.34.2).
+manifest to disk. No cluster is involved. In render mode the provider still loads an ambient kubeconfig and
+queries its API server for the version (Configure in pulumi-kubernetes provider/pkg/provider/provider.go, the
+code of plugin 4.34.2), so the runs get an empty HOME, an empty KUBECONFIG and no in-cluster variables.
 """
 
 from __future__ import annotations

@@ -173,13 +173,8 @@ def operator_stack(
 
     ``environment`` is added to the Pulumi runs' environment, and ``site_overrides`` to the site settings.
     """
-    from lab.kube import ControlPlane
-
-    for tool in ("pulumi", "kube-apiserver", "kwok"):
-        labtools.require_tool(tool)
-
-    plane = ControlPlane("workload", work / "plane").start()
-    try:
+    labtools.require_tool("pulumi")
+    with labtools.control_plane("workload", work / "plane") as plane:
         create_nodes(plane)
         project = work / "project"
         write_project(project)
@@ -201,8 +196,6 @@ def operator_stack(
         stack.run("up", "--yes", "--skip-preview")
         yield stack, plane
         stack.run("destroy", "--yes", "--skip-preview")
-    finally:
-        plane.stop()
 
 
 @pytest.fixture(scope="module")

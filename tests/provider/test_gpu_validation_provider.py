@@ -19,7 +19,7 @@ import yaml
 
 from components import gpu_validation
 from components.gpu_validation import CudaValidationProvider, GpuValidationError
-from lab.kube import FAKE_NODE_ANNOTATION, ControlPlane, free_port
+from lab.kube import FAKE_NODE_ANNOTATION, free_port
 from tests import labtools
 
 GPU_NODE = "gpu-wc-01-md-0-a"
@@ -29,18 +29,12 @@ _namespace_numbers = itertools.count(1)
 
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory):
-    for component in ControlPlane.COMPONENTS:
-        labtools.require_tool(component)
-
-    started = ControlPlane("workload", tmp_path_factory.mktemp("workload")).start()
-    try:
+    with labtools.control_plane("workload", tmp_path_factory.mktemp("workload")) as started:
         with started.api_client() as client:
             core = kubernetes.client.CoreV1Api(client)
             create_node(core, GPU_NODE, gpus=1)
             create_node(core, CPU_NODE, gpus=None)
         yield started
-    finally:
-        started.stop()
 
 
 @pytest.fixture

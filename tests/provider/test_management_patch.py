@@ -16,7 +16,7 @@ import yaml
 from components import management, mhc_topology
 from components.config import ManagementSettings, parse_site_config
 from components.gpu_profile import build_profile
-from lab.kube import ROOT, ControlPlane
+from lab.kube import ROOT
 from tests import labtools
 from tests.unit.sites import inventory, site_dict
 
@@ -32,16 +32,10 @@ OS_ANNOTATION = {"run.tanzu.vmware.com/resolve-os-image": "image-type=ova,os-nam
 
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory):
-    for tool in ControlPlane.COMPONENTS:
-        labtools.require_tool(tool)
-
-    started = ControlPlane("management", tmp_path_factory.mktemp("management")).start()
-    try:
+    with labtools.control_plane("management", tmp_path_factory.mktemp("management")) as started:
         started.install_crds(ROOT / "lab" / "capi" / "crds.yaml")
         started.create_objects(ROOT / "lab" / "capi" / "kubeadm-control-plane-controller.yaml", field_manager="kapp")
         yield started
-    finally:
-        started.stop()
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import types
 
 import pytest
 import yaml
+
+from lab.kube import wait_for
 
 CLUSTER_API = ("cluster.x-k8s.io", "v1beta1")
 CONTROL_PLANE_API = ("controlplane.cluster.x-k8s.io", "v1beta1")
@@ -80,17 +81,6 @@ def deployments_of(kube, name: str, namespace: str = "default") -> dict[str, dic
         *CLUSTER_API, namespace, "machinedeployments", label_selector=f"cluster.x-k8s.io/cluster-name={name}"
     )["items"]
     return {item["metadata"]["labels"]["topology.cluster.x-k8s.io/deployment-name"]: item for item in items}
-
-
-def wait_for(condition, timeout: float = 30.0, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {message}")
-        time.sleep(0.3)
 
 
 def secret_kubeconfig(kube, name: str, namespace: str = "default") -> dict:
@@ -165,7 +155,7 @@ class TestCreatedCluster:
             conditions = {condition.type: condition.status for condition in node.status.conditions or []}
             return conditions.get("Ready") == "True" and node.status.allocatable.get(GPU) == "1"
 
-        wait_for(ready_with_gpu, message="kwok to mark the GPU worker Ready, keeping nvidia.com/gpu")
+        wait_for(ready_with_gpu, timeout=30, interval=0.3, message="kwok to mark the GPU worker Ready, keeping nvidia.com/gpu")
 
     def test_second_sync_writes_nothing(self, kube, seed, state_dir, plane_env):
         seed("steady")
